@@ -1,0 +1,14 @@
+//! Decoders and encoders for every KServe payload format, all producing and consuming the one
+//! tensor model of [`crate::tensor`].
+//!
+//! | format | module |
+//! | --- | --- |
+//! | V2 REST JSON and the binary tensor extension | [`v2`] |
+//! | V2 gRPC (`ModelInferRequest` / `ModelInferResponse`) | [`grpc`] |
+//! | V1 REST (`instances` / `inputs` / `predictions`) | [`v1`] |
+
+pub(crate) mod json_read;
+pub mod json_write;
+pub mod v2;
+
+pub use v2::Encoded;

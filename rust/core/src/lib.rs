@@ -1,0 +1,17 @@
+//! tensorgate's pure-Rust core: the tensor model, the KServe V1 / V2 (Open Inference Protocol)
+//! codecs for REST JSON, the binary tensor extension and gRPC, and the batching primitives.
+//!
+//! Nothing here links Python; the `tensorgate-python` crate binds it.
+
+pub mod batch;
+pub mod codec;
+pub mod error;
+pub mod limits;
+pub mod proto;
+pub mod tensor;
+
+pub use error::{Error, ErrorKind, Result};
+pub use limits::Limits;
+pub use tensor::{
+    DataType, InferRequest, InferResponse, Parameter, Parameters, RequestedOutput, Tensor,
+};

@@ -1,0 +1,37 @@
+//! Limits applied to everything decoded from the network. Every limit has a safe default and
+//! can be changed by the embedding application (config file, environment, Python keyword).
+
+/// Bounds on untrusted payloads. A payload over a limit is rejected before anything is allocated
+/// for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request or response body, in bytes (HTTP body or gRPC message).
+    pub max_body_bytes: usize,
+    /// Most elements one tensor may hold (product of its shape).
+    pub max_tensor_elements: usize,
+    /// Most dimensions one tensor may have.
+    pub max_rank: usize,
+    /// Most input (or output) tensors in one request (or response).
+    pub max_tensors: usize,
+    /// Longest single element of a BYTES tensor, in bytes.
+    pub max_bytes_element_len: usize,
+    /// Deepest nesting of JSON arrays and objects.
+    pub max_json_depth: usize,
+}
+
+impl Limits {
+    pub const DEFAULT: Self = Self {
+        max_body_bytes: 64 << 20,
+        max_tensor_elements: 1 << 28,
+        max_rank: 32,
+        max_tensors: 256,
+        max_bytes_element_len: 16 << 20,
+        max_json_depth: 64,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
