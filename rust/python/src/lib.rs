@@ -1,1 +1,23 @@
-pub fn y() {}
+//! `tensorgate._core`: the PyO3 binding of `tensorgate-core`. It only converts types and errors;
+//! every rule lives in the core crate.
+
+mod buffer;
+mod codec;
+mod error;
+mod request;
+mod tensor;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<error::ProtocolError>()?;
+    m.add_class::<buffer::Buffer>()?;
+    m.add_class::<tensor::Tensor>()?;
+    m.add_class::<request::RequestedOutput>()?;
+    m.add_class::<request::InferRequest>()?;
+    m.add_class::<request::InferResponse>()?;
+    m.add_class::<codec::Limits>()?;
+    codec::register(m)
+}

@@ -20,7 +20,13 @@ pub fn concat(tensors: &[Tensor]) -> Result<Tensor> {
     let mut rows = first.rows();
     for tensor in rest {
         check_compatible(first, tensor)?;
-        rows += tensor.rows();
+        // Rows of tensors with no elements (a trailing dimension of 0) are unbounded.
+        rows = rows.checked_add(tensor.rows()).ok_or_else(|| {
+            Error::bad_request(format!(
+                "batch of '{}' has more rows than fit in usize",
+                first.name
+            ))
+        })?;
     }
     if rest.is_empty() {
         return Ok(first.clone());
@@ -64,15 +70,20 @@ fn check_compatible(first: &Tensor, other: &Tensor) -> Result<()> {
 /// Splits a tensor along dimension 0 into consecutive pieces of `rows` rows each. Pieces are
 /// zero-copy slices of the tensor's data.
 pub fn split(tensor: &Tensor, rows: &[usize]) -> Result<Vec<Tensor>> {
-    let total: usize = rows.iter().sum();
-    if tensor.shape().is_empty() || tensor.rows() != total {
+    let total = rows.iter().try_fold(0usize, |sum, &n| sum.checked_add(n));
+    if tensor.shape().is_empty() || total != Some(tensor.rows()) {
         return Err(Error::internal(format!(
-            "tensor '{}' of shape {:?} cannot be split into rows {rows:?}: dimension 0 must be {total}",
+            "tensor '{}' of shape {:?} cannot be split into rows {rows:?}: they do not add up to \
+             dimension 0",
             tensor.name,
             tensor.shape()
         )));
     }
-    let row_elements: usize = tensor.shape()[1..].iter().product();
+    // Saturating: the product can only overflow when dimension 0 is 0 (the shape's element count
+    // was checked), and then every piece has 0 rows and so 0 bytes.
+    let row_elements = tensor.shape()[1..]
+        .iter()
+        .fold(1usize, |acc, &dim| acc.saturating_mul(dim));
     let offsets = row_offsets(tensor, row_elements, rows);
     let mut pieces = Vec::with_capacity(rows.len());
     for (&n, window) in rows.iter().zip(offsets.windows(2)) {
@@ -106,11 +117,13 @@ fn row_offsets(tensor: &Tensor, row_elements: usize, rows: &[usize]) -> Vec<usiz
             let mut elements = bytes_elements::Elements::new(tensor.data().clone());
             let mut end = 0;
             for &n in rows {
-                end += (&mut elements).take(n * row_elements).map(|e| e.len() + 4).sum::<usize>();
+                end += (&mut elements)
+                    .take(n * row_elements)
+                    .map(|e| e.len() + 4)
+                    .sum::<usize>();
                 offsets.push(end);
             }
         }
     }
     offsets
 }
-

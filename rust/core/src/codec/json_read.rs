@@ -2,7 +2,7 @@
 //! little-endian typed buffers with no intermediate JSON value.
 
 use bytes::BufMut;
-use jiter::{Jiter, JiterError, NumberInt, Peek};
+use jiter::{Jiter, JiterError, Peek};
 
 use crate::error::{Error, Result};
 use crate::limits::Limits;
@@ -61,7 +61,9 @@ fn parameter(jiter: &mut Jiter<'_>) -> Result<Parameter> {
         Peek::True | Peek::False => jiter.known_bool(peek).map(Parameter::Bool).map_err(syntax),
         Peek::String => string(jiter, peek).map(Parameter::String),
         _ if peek.is_num() => number_parameter(jiter.known_number_bytes(peek).map_err(syntax)?),
-        _ => Err(Error::bad_request("value must be a string, number or boolean")),
+        _ => Err(Error::bad_request(
+            "value must be a string, number or boolean",
+        )),
     }
 }
 
@@ -90,22 +92,28 @@ pub fn data(
     json_len: usize,
     limits: &Limits,
 ) -> Result<Vec<u8>> {
-    let reserve = count.min(json_len / 2 + 1).saturating_mul(datatype.element_size().unwrap_or(8));
-    let mut out = DataSink { out: Vec::with_capacity(reserve), count: 0, max: count };
+    let reserve = count
+        .min(json_len / 2 + 1)
+        .saturating_mul(datatype.element_size().unwrap_or(8));
+    let mut out = DataSink {
+        out: Vec::with_capacity(reserve),
+        count: 0,
+        max: count,
+    };
     let peek = jiter.peek().map_err(syntax)?;
     match datatype {
-        DataType::Bool => out.read::<BoolElement>(jiter, peek, 1, limits)?,
-        DataType::Uint8 => out.read::<IntElement<u8>>(jiter, peek, 1, limits)?,
-        DataType::Uint16 => out.read::<IntElement<u16>>(jiter, peek, 1, limits)?,
-        DataType::Uint32 => out.read::<IntElement<u32>>(jiter, peek, 1, limits)?,
-        DataType::Uint64 => out.read::<U64Element>(jiter, peek, 1, limits)?,
-        DataType::Int8 => out.read::<IntElement<i8>>(jiter, peek, 1, limits)?,
-        DataType::Int16 => out.read::<IntElement<i16>>(jiter, peek, 1, limits)?,
-        DataType::Int32 => out.read::<IntElement<i32>>(jiter, peek, 1, limits)?,
-        DataType::Int64 => out.read::<IntElement<i64>>(jiter, peek, 1, limits)?,
-        DataType::Fp32 => out.read::<F32Element>(jiter, peek, 1, limits)?,
-        DataType::Fp64 => out.read::<F64Element>(jiter, peek, 1, limits)?,
-        DataType::Bytes => out.read::<BytesElement>(jiter, peek, 1, limits)?,
+        DataType::Bool => out.read::<BoolElement>(jiter, peek, limits)?,
+        DataType::Uint8 => out.read::<IntElement<u8>>(jiter, peek, limits)?,
+        DataType::Uint16 => out.read::<IntElement<u16>>(jiter, peek, limits)?,
+        DataType::Uint32 => out.read::<IntElement<u32>>(jiter, peek, limits)?,
+        DataType::Uint64 => out.read::<U64Element>(jiter, peek, limits)?,
+        DataType::Int8 => out.read::<IntElement<i8>>(jiter, peek, limits)?,
+        DataType::Int16 => out.read::<IntElement<i16>>(jiter, peek, limits)?,
+        DataType::Int32 => out.read::<IntElement<i32>>(jiter, peek, limits)?,
+        DataType::Int64 => out.read::<IntElement<i64>>(jiter, peek, limits)?,
+        DataType::Fp32 => out.read::<F32Element>(jiter, peek, limits)?,
+        DataType::Fp64 => out.read::<F64Element>(jiter, peek, limits)?,
+        DataType::Bytes => out.read::<BytesElement>(jiter, peek, limits)?,
         DataType::Fp16 | DataType::Bf16 => {
             return Err(Error::bad_request(format!(
                 "{datatype} data cannot be sent as JSON; use the binary tensor extension"
@@ -128,36 +136,54 @@ struct DataSink {
 }
 
 impl DataSink {
-    /// Reads one value: an element, or an array of values (flattened).
+    /// Reads one value: an element, or arrays of values (flattened). Iterative, so nesting depth
+    /// costs no stack: flattening needs only the current depth, not per-level state.
     fn read<E: Element>(
         &mut self,
         jiter: &mut Jiter<'_>,
-        peek: Peek,
-        depth: usize,
+        first: Peek,
         limits: &Limits,
     ) -> Result<()> {
-        if peek != Peek::Array {
-            if self.count == self.max {
-                return Err(Error::bad_request(format!(
-                    "needs {} elements, got more",
-                    self.max
-                )));
+        let mut depth = 0usize;
+        let mut peek = Some(first);
+        loop {
+            match peek {
+                Some(Peek::Array) => {
+                    depth += 1;
+                    if depth > limits.max_json_depth {
+                        return Err(Error::bad_request(format!(
+                            "data is nested deeper than the limit of {}",
+                            limits.max_json_depth
+                        )));
+                    }
+                    peek = jiter.known_array().map_err(syntax)?;
+                    continue;
+                }
+                Some(element) => self.element::<E>(jiter, element, limits)?,
+                // `known_array`/`array_step` found the end of an array.
+                None => depth -= 1,
             }
-            self.count += 1;
-            return E::read(jiter, peek, &mut self.out, limits);
+            if depth == 0 {
+                return Ok(());
+            }
+            peek = jiter.array_step().map_err(syntax)?;
         }
-        if depth > limits.max_json_depth {
+    }
+
+    fn element<E: Element>(
+        &mut self,
+        jiter: &mut Jiter<'_>,
+        peek: Peek,
+        limits: &Limits,
+    ) -> Result<()> {
+        if self.count == self.max {
             return Err(Error::bad_request(format!(
-                "data is nested deeper than the limit of {}",
-                limits.max_json_depth
+                "needs {} elements, got more",
+                self.max
             )));
         }
-        let mut next = jiter.known_array().map_err(syntax)?;
-        while let Some(peek) = next {
-            self.read::<E>(jiter, peek, depth + 1, limits)?;
-            next = jiter.array_step().map_err(syntax)?;
-        }
-        Ok(())
+        self.count += 1;
+        E::read(jiter, peek, &mut self.out, limits)
     }
 }
 
@@ -200,8 +226,19 @@ small_int!(u8 => "UINT8", u16 => "UINT16", u32 => "UINT32", i8 => "INT8", i16 =>
 
 impl<T: SmallInt> Element for IntElement<T> {
     fn read(jiter: &mut Jiter<'_>, peek: Peek, out: &mut Vec<u8>, _: &Limits) -> Result<()> {
-        // Without jiter's big-int feature every integer is an i64; larger ones fail to parse.
-        let NumberInt::Int(value) = jiter.known_int(peek).map_err(syntax)?;
+        // Parsed from the text: without its big-int feature jiter's integer reader rejects every
+        // 19-digit number, i64::MIN and i64::MAX included.
+        let text = jiter.known_number_bytes(peek).map_err(syntax)?;
+        let value = std::str::from_utf8(text)
+            .ok()
+            .and_then(|text| text.parse::<i64>().ok())
+            .ok_or_else(|| {
+                Error::bad_request(format!(
+                    "value {} is not an integer in the range of {}",
+                    String::from_utf8_lossy(text),
+                    T::NAME
+                ))
+            })?;
         let value = T::try_from(value).map_err(|_| {
             Error::bad_request(format!("value {value} is out of range for {}", T::NAME))
         })?;
@@ -235,8 +272,8 @@ impl Element for F32Element {
     fn read(jiter: &mut Jiter<'_>, peek: Peek, out: &mut Vec<u8>, _: &Limits) -> Result<()> {
         // Parsed from the text in f32 directly: going through f64 can round twice.
         let text = jiter.known_number_bytes(peek).map_err(syntax)?;
-        let value: f32 = fast_float2::parse(text)
-            .map_err(|_| Error::bad_request("invalid FP32 number"))?;
+        let value: f32 =
+            fast_float2::parse(text).map_err(|_| Error::bad_request("invalid FP32 number"))?;
         out.put_f32_le(value);
         Ok(())
     }
@@ -259,13 +296,23 @@ impl Element for BytesElement {
             return Err(Error::bad_request("BYTES elements must be JSON strings"));
         }
         let text = jiter.known_str().map_err(syntax)?;
-        if text.len() > limits.max_bytes_element_len {
-            return Err(Error::bad_request(format!(
-                "BYTES element is {} bytes, over the limit of {}",
-                text.len(),
-                limits.max_bytes_element_len
-            )));
-        }
-        bytes_elements::push(out, text.as_bytes())
+        bytes_element(out, text.as_bytes(), limits)
     }
+}
+
+/// Appends one BYTES element in raw form after checking its length against the limit.
+pub fn bytes_element(out: &mut Vec<u8>, element: &[u8], limits: &Limits) -> Result<()> {
+    check_bytes_len(element.len(), limits)?;
+    bytes_elements::push(out, element)
+}
+
+/// Checks the length of one BYTES element against `limits.max_bytes_element_len`.
+pub fn check_bytes_len(len: usize, limits: &Limits) -> Result<()> {
+    if len > limits.max_bytes_element_len {
+        return Err(Error::bad_request(format!(
+            "BYTES element is {len} bytes, over the limit of {}",
+            limits.max_bytes_element_len
+        )));
+    }
+    Ok(())
 }

@@ -98,7 +98,9 @@ fn parameter(out: &mut Vec<u8>, value: &Parameter) {
 pub fn representable(tensor: &Tensor) -> bool {
     match tensor.datatype() {
         DataType::Fp16 | DataType::Bf16 => false,
-        DataType::Bytes => tensor.bytes_elements().all(|e| std::str::from_utf8(&e).is_ok()),
+        DataType::Bytes => tensor
+            .bytes_elements()
+            .all(|e| std::str::from_utf8(&e).is_ok()),
         _ => true,
     }
 }
@@ -107,8 +109,30 @@ pub fn representable(tensor: &Tensor) -> bool {
 pub fn data(out: &mut Vec<u8>, tensor: &Tensor) -> Result<()> {
     out.reserve(tensor.data().len() * 2 + 2);
     out.push(b'[');
-    let raw = tensor.data();
-    match tensor.datatype() {
+    if tensor.datatype() == DataType::Bytes {
+        for (i, element) in tensor.bytes_elements().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let text = std::str::from_utf8(&element).map_err(|_| {
+                Error::internal(format!(
+                    "BYTES element {i} of '{}' is not UTF-8 and cannot be JSON",
+                    tensor.name
+                ))
+            })?;
+            string(out, text);
+        }
+    } else {
+        fixed_elements(out, tensor.datatype(), tensor.data())?;
+    }
+    out.push(b']');
+    Ok(())
+}
+
+/// Appends the raw little-endian elements of a fixed-size `datatype`, comma separated and
+/// without brackets (half floats as numbers). BYTES elements have no fixed size: an error.
+pub(crate) fn fixed_elements(out: &mut Vec<u8>, datatype: DataType, raw: &[u8]) -> Result<()> {
+    match datatype {
         DataType::Bool => each(out, raw, |out, [b]: [u8; 1]| {
             out.extend_from_slice(if b != 0 { b"true" } else { b"false" });
         }),
@@ -120,31 +144,27 @@ pub fn data(out: &mut Vec<u8>, tensor: &Tensor) -> Result<()> {
         DataType::Int16 => each(out, raw, |out, b| int(out, i16::from_le_bytes(b))),
         DataType::Int32 => each(out, raw, |out, b| int(out, i32::from_le_bytes(b))),
         DataType::Int64 => each(out, raw, |out, b| int(out, i64::from_le_bytes(b))),
-        DataType::Fp16 => each(out, raw, |out, b| float32(out, f16::from_le_bytes(b).to_f32())),
-        DataType::Bf16 => each(out, raw, |out, b| float32(out, bf16::from_le_bytes(b).to_f32())),
+        DataType::Fp16 => each(out, raw, |out, b| {
+            float32(out, f16::from_le_bytes(b).to_f32())
+        }),
+        DataType::Bf16 => each(out, raw, |out, b| {
+            float32(out, bf16::from_le_bytes(b).to_f32())
+        }),
         DataType::Fp32 => each(out, raw, |out, b| float32(out, f32::from_le_bytes(b))),
         DataType::Fp64 => each(out, raw, |out, b| float64(out, f64::from_le_bytes(b))),
         DataType::Bytes => {
-            for (i, element) in tensor.bytes_elements().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                let text = std::str::from_utf8(&element).map_err(|_| {
-                    Error::internal(format!(
-                        "BYTES element {i} of '{}' is not UTF-8 and cannot be JSON",
-                        tensor.name
-                    ))
-                })?;
-                string(out, text);
-            }
+            return Err(Error::internal("BYTES elements have no fixed size"));
         }
     }
-    out.push(b']');
     Ok(())
 }
 
 /// Writes each `N`-byte element of `raw`, comma separated.
-fn each<const N: usize>(out: &mut Vec<u8>, raw: &[u8], mut write: impl FnMut(&mut Vec<u8>, [u8; N])) {
+fn each<const N: usize>(
+    out: &mut Vec<u8>,
+    raw: &[u8],
+    mut write: impl FnMut(&mut Vec<u8>, [u8; N]),
+) {
     let (chunks, _) = raw.as_chunks::<N>();
     for (i, chunk) in chunks.iter().enumerate() {
         if i > 0 {

@@ -7,8 +7,10 @@
 //! | V2 gRPC (`ModelInferRequest` / `ModelInferResponse`) | [`grpc`] |
 //! | V1 REST (`instances` / `inputs` / `predictions`) | [`v1`] |
 
+pub mod grpc;
 pub(crate) mod json_read;
 pub mod json_write;
+pub mod v1;
 pub mod v2;
 
 pub use v2::Encoded;

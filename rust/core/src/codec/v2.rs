@@ -95,8 +95,7 @@ pub fn decode_response(
     while let Some(name) = key {
         match name.as_str() {
             "model_name" => {
-                response.model_name =
-                    optional(&mut jiter, json_read::string)?.unwrap_or_default();
+                response.model_name = optional(&mut jiter, json_read::string)?.unwrap_or_default();
             }
             "model_version" => response.model_version = optional(&mut jiter, json_read::string)?,
             "id" => response.id = optional(&mut jiter, json_read::string)?,
@@ -174,7 +173,9 @@ pub fn encode_response(response: &InferResponse, binary: &BinaryOutputs) -> Resu
         json_write::parameters(&mut out, &response.parameters);
     }
     json_write::key(&mut out, "outputs", false);
-    write_tensors(&mut out, &mut chunks, &response.outputs, |name| binary.is_binary(name))?;
+    write_tensors(&mut out, &mut chunks, &response.outputs, |name| {
+        binary.is_binary(name)
+    })?;
     out.push(b'}');
     Ok(finish(out, chunks))
 }
@@ -267,9 +268,12 @@ fn split_body<'b>(
             "Inference-Header-Content-Length {length} is beyond the body of {} bytes",
             body.len()
         ))),
-        Some(length) => {
-            Ok((&body[..length], BinarySection { rest: Some(body.slice(length..)) }))
-        }
+        Some(length) => Ok((
+            &body[..length],
+            BinarySection {
+                rest: Some(body.slice(length..)),
+            },
+        )),
     }
 }
 
@@ -372,22 +376,29 @@ fn tensors(
                 limits.max_tensors
             )));
         }
-        let fields = TensorFields::read(jiter, json.len(), limits).map_err(|e| e.context(format_args!("{what}s[{index}]")))?;
-        let name = fields.name.clone().unwrap_or_else(|| format!("{what}s[{index}]"));
-        fields
-            .into_tensor(json, binary, limits)
-            .map_err(|e| e.context(format_args!("{what} '{name}'")))
+        let mut fields = TensorFields::default();
+        let read = fields.read(jiter, json.len(), limits);
+        // Name the tensor in errors once its name is known, else its position.
+        let label = match &fields.name {
+            Some(name) => format!("{what} '{name}'"),
+            None => format!("{what}s[{index}]"),
+        };
+        read.and_then(|()| fields.into_tensor(json, binary, limits))
+            .map_err(|e| e.context(label))
     })
 }
 
 /// Where a tensor's data is: parsed in place, to be parsed once the datatype is known (the
 /// object listed `data` before `datatype` or `shape`), or in the binary section.
+#[derive(Default)]
 enum Data {
+    #[default]
     Missing,
     Parsed(Vec<u8>),
     Deferred(Range<usize>),
 }
 
+#[derive(Default)]
 struct TensorFields {
     name: Option<String>,
     shape: Option<Vec<usize>>,
@@ -397,32 +408,27 @@ struct TensorFields {
 }
 
 impl TensorFields {
-    fn read(jiter: &mut Jiter<'_>, json_len: usize, limits: &Limits) -> Result<Self> {
-        let mut fields = Self {
-            name: None,
-            shape: None,
-            datatype: None,
-            parameters: Parameters::new(),
-            data: Data::Missing,
-        };
+    /// Reads the fields of a tensor object into `self`, so a caller can name the tensor in
+    /// an error even when reading stopped half way.
+    fn read(&mut self, jiter: &mut Jiter<'_>, json_len: usize, limits: &Limits) -> Result<()> {
         let mut key = object_start(jiter, "tensor")?;
         while let Some(field) = key {
             match field.as_str() {
                 "name" => {
-                    fields.name = Some(json_read::next_string(jiter).map_err(|e| e.context("name"))?);
+                    self.name = Some(json_read::next_string(jiter).map_err(|e| e.context("name"))?);
                 }
-                "shape" => fields.shape = Some(shape(jiter, limits)?),
+                "shape" => self.shape = Some(shape(jiter, limits)?),
                 "datatype" => {
                     let text = json_read::next_string(jiter).map_err(|e| e.context("datatype"))?;
-                    fields.datatype = Some(text.parse()?);
+                    self.datatype = Some(text.parse()?);
                 }
-                "parameters" => fields.parameters = parameters(jiter)?,
-                "data" => fields.data = fields.read_data(jiter, json_len, limits)?,
+                "parameters" => self.parameters = parameters(jiter)?,
+                "data" => self.data = self.read_data(jiter, json_len, limits)?,
                 _ => jiter.next_skip().map_err(syntax)?,
             }
             key = next_key(jiter)?;
         }
-        Ok(fields)
+        Ok(())
     }
 
     fn read_data(&self, jiter: &mut Jiter<'_>, json_len: usize, limits: &Limits) -> Result<Data> {
@@ -436,13 +442,27 @@ impl TensorFields {
         Ok(Data::Deferred(start..jiter.current_index()))
     }
 
-    fn into_tensor(self, json: &[u8], binary: &mut BinarySection, limits: &Limits) -> Result<Tensor> {
-        let name = self.name.ok_or_else(|| Error::bad_request("has no 'name'"))?;
-        let shape = self.shape.ok_or_else(|| Error::bad_request("has no 'shape'"))?;
-        let datatype = self.datatype.ok_or_else(|| Error::bad_request("has no 'datatype'"))?;
+    fn into_tensor(
+        self,
+        json: &[u8],
+        binary: &mut BinarySection,
+        limits: &Limits,
+    ) -> Result<Tensor> {
+        let name = self
+            .name
+            .ok_or_else(|| Error::bad_request("has no 'name'"))?;
+        let shape = self
+            .shape
+            .ok_or_else(|| Error::bad_request("has no 'shape'"))?;
+        let datatype = self
+            .datatype
+            .ok_or_else(|| Error::bad_request("has no 'datatype'"))?;
         let mut parameters = self.parameters;
         let count = element_count(&shape, limits)?;
-        let binary_size = parameters.shift_remove(BINARY_DATA_SIZE).map(binary_data_size).transpose()?;
+        let binary_size = parameters
+            .shift_remove(BINARY_DATA_SIZE)
+            .map(binary_data_size)
+            .transpose()?;
         let data = match (self.data, binary_size) {
             (Data::Missing, Some(size)) => {
                 let data = binary.take(size)?;
@@ -450,7 +470,9 @@ impl TensorFields {
                 data
             }
             (Data::Missing, None) => {
-                return Err(Error::bad_request("has neither 'data' nor binary_data_size"));
+                return Err(Error::bad_request(
+                    "has neither 'data' nor binary_data_size",
+                ));
             }
             (_, Some(_)) => {
                 return Err(Error::bad_request("has both 'data' and binary_data_size"));
@@ -463,7 +485,9 @@ impl TensorFields {
                 Bytes::from(data)
             }
         };
-        Ok(Tensor::from_validated(name, datatype, shape, data, parameters))
+        Ok(Tensor::from_validated(
+            name, datatype, shape, data, parameters,
+        ))
     }
 }
 
@@ -485,9 +509,9 @@ fn shape(jiter: &mut Jiter<'_>, limits: &Limits) -> Result<Vec<usize>> {
             )));
         }
         let peek = jiter.peek().map_err(syntax)?;
-        let text = jiter.known_number_bytes(peek).map_err(|_| {
-            Error::bad_request("shape must be an array of non-negative integers")
-        })?;
+        let text = jiter
+            .known_number_bytes(peek)
+            .map_err(|_| Error::bad_request("shape must be an array of non-negative integers"))?;
         std::str::from_utf8(text)
             .ok()
             .and_then(|text| text.parse::<usize>().ok())

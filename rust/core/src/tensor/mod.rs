@@ -56,7 +56,13 @@ impl Tensor {
         let count = element_count(&shape, limits).context_with(|| format!("tensor '{name}'"))?;
         check_data(datatype, &shape, count, &data, limits)
             .context_with(|| format!("tensor '{name}'"))?;
-        Ok(Self { name, parameters: Parameters::new(), datatype, shape, data })
+        Ok(Self {
+            name,
+            parameters: Parameters::new(),
+            datatype,
+            shape,
+            data,
+        })
     }
 
     /// Builds a tensor from parts the caller has already validated (decoders that checked the
@@ -68,7 +74,13 @@ impl Tensor {
         data: Bytes,
         parameters: Parameters,
     ) -> Self {
-        Self { name, parameters, datatype, shape, data }
+        Self {
+            name,
+            parameters,
+            datatype,
+            shape,
+            data,
+        }
     }
 
     #[must_use]

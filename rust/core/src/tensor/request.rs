@@ -15,7 +15,10 @@ pub struct RequestedOutput {
 
 impl RequestedOutput {
     pub fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into(), parameters: Parameters::new() }
+        Self {
+            name: name.into(),
+            parameters: Parameters::new(),
+        }
     }
 }
 
@@ -52,7 +55,10 @@ pub struct BinaryOutputs {
 impl BinaryOutputs {
     /// Every output binary (`true`) or JSON (`false`).
     pub fn all(binary: bool) -> Self {
-        Self { default: binary, overrides: HashMap::new() }
+        Self {
+            default: binary,
+            overrides: HashMap::new(),
+        }
     }
 
     #[must_use]
@@ -75,7 +81,10 @@ fn bool_parameter(parameters: &Parameters, key: &str) -> Option<bool> {
 
 impl InferRequest {
     pub fn new(inputs: Vec<Tensor>) -> Self {
-        Self { inputs, ..Self::default() }
+        Self {
+            inputs,
+            ..Self::default()
+        }
     }
 
     /// Resolves which outputs the client wants binary: a requested output's own `binary_data`
@@ -83,12 +92,13 @@ impl InferRequest {
     /// treats a missing per-output value as false, which loses the request-level flag).
     pub fn binary_outputs(&self) -> BinaryOutputs {
         let default = bool_parameter(&self.parameters, "binary_data_output").unwrap_or(false);
-        self.outputs.iter().fold(BinaryOutputs::all(default), |binary, output| {
-            match bool_parameter(&output.parameters, "binary_data") {
+        self.outputs.iter().fold(
+            BinaryOutputs::all(default),
+            |binary, output| match bool_parameter(&output.parameters, "binary_data") {
                 Some(value) => binary.with(output.name.clone(), value),
                 None => binary,
-            }
-        })
+            },
+        )
     }
 
     /// Checks the rules every decoder shares: tensor count and unique input names.
@@ -114,7 +124,10 @@ fn check_tensors(what: &str, tensors: &[Tensor], limits: &Limits) -> Result<()> 
     let mut seen = HashSet::with_capacity(tensors.len());
     for tensor in tensors {
         if !seen.insert(tensor.name.as_str()) {
-            return Err(Error::bad_request(format!("duplicate {what} name '{}'", tensor.name)));
+            return Err(Error::bad_request(format!(
+                "duplicate {what} name '{}'",
+                tensor.name
+            )));
         }
     }
     Ok(())

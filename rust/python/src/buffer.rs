@@ -1,0 +1,62 @@
+//! A read-only Python buffer over `bytes::Bytes`, so numpy can view tensor data without a copy.
+//! The view keeps the `Buffer` (and so the bytes) alive for as long as numpy holds it.
+#![allow(unsafe_code)] // the buffer protocol is a C API; this module is its only user
+
+use std::ffi::{c_int, c_void};
+
+use bytes::Bytes;
+use pyo3::exceptions::PyBufferError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+/// Read-only bytes of a tensor, exported through the buffer protocol.
+#[pyclass(frozen, module = "tensorgate._core")]
+#[derive(Debug)]
+pub struct Buffer {
+    data: Bytes,
+}
+
+impl Buffer {
+    pub fn new(data: Bytes) -> Self {
+        Self { data }
+    }
+}
+
+#[pymethods]
+impl Buffer {
+    /// # Safety
+    /// `view` is a valid `Py_buffer` provided by the interpreter.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        if view.is_null() {
+            return Err(PyBufferError::new_err("view is null"));
+        }
+        let data = &slf.get().data;
+        let len = ffi::Py_ssize_t::try_from(data.len())
+            .map_err(|_| PyBufferError::new_err("buffer too large"))?;
+        // SAFETY: the pointer stays valid while `slf` lives, and FillInfo takes a reference to
+        // `slf` in `view.obj`; readonly = 1 makes FillInfo refuse writable requests.
+        let status = unsafe {
+            ffi::PyBuffer_FillInfo(
+                view,
+                slf.as_ptr(),
+                data.as_ptr().cast_mut().cast::<c_void>(),
+                len,
+                1,
+                flags,
+            )
+        };
+        if status == -1 {
+            return Err(PyErr::take(slf.py())
+                .unwrap_or_else(|| PyBufferError::new_err("PyBuffer_FillInfo failed")));
+        }
+        Ok(())
+    }
+
+    fn __len__(&self) -> usize {
+        self.data.len()
+    }
+}
