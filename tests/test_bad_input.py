@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import resource
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -777,3 +780,132 @@ def test_errors_leave_the_decoder_usable() -> None:
         with pytest.raises(ProtocolError):
             bad.decode(bad.body, bad.header_length, bad.limits)
     assert codec.decode_v2_request(body, header_length) == good
+
+
+@pytest.mark.parametrize(
+    ("decode", "limits"),
+    [
+        (lambda lim: codec.decode_v2_request(v2(tensor(data=[1, 2])), limits=lim), None),
+        (
+            lambda lim: codec.decode_v2_request(v2(tensor(shape=[2, 3], data=[1] * 6)), limits=lim),
+            Limits(max_tensor_elements=6),
+        ),
+        (
+            lambda lim: codec.decode_grpc_request(
+                grpc(("x", "INT8", [6]), raw=[b"\0" * 6]), limits=lim
+            ),
+            Limits(max_tensor_elements=6),
+        ),
+        (
+            lambda lim: codec.decode_v2_request(v2(tensor(shape=[1, 1, 1], data=[1])), limits=lim),
+            Limits(max_rank=3),
+        ),
+        (
+            lambda lim: codec.decode_v1_request(v1({"instances": [[[1]]]}), limits=lim),
+            Limits(max_rank=3),
+        ),
+        (
+            lambda lim: codec.decode_v2_request(
+                v2(*(tensor(n, data=[1, 2]) for n in "abc")), limits=lim
+            ),
+            Limits(max_tensors=3),
+        ),
+        (
+            lambda lim: codec.decode_v2_request(
+                v2(tensor(shape=[2], datatype="BYTES", data=["ok", "toolong"])), limits=lim
+            ),
+            Limits(max_bytes_element_len=7),
+        ),
+        (
+            lambda lim: codec.decode_v2_request(v2(tensor(shape=[1], data=[[[1]]])), limits=lim),
+            Limits(max_json_depth=3),
+        ),
+        (
+            # V1 counts every level: the root object, the instances list and three lists.
+            lambda lim: codec.decode_v1_request(v1({"instances": [[[1]]]}), limits=lim),
+            Limits(max_json_depth=4),
+        ),
+    ],
+    ids=[
+        "body",
+        "elements",
+        "grpc-elements",
+        "rank",
+        "v1-rank",
+        "tensors",
+        "bytes-element",
+        "json-depth",
+        "v1-json-depth",
+    ],
+)
+def test_limits_are_inclusive(
+    decode: Callable[[Limits], InferRequest], limits: Limits | None
+) -> None:
+    if limits is None:
+        # The body limit: a body of exactly max_body_bytes is accepted.
+        limits = Limits(max_body_bytes=len(v2(tensor(data=[1, 2]))))
+    assert decode(limits).inputs
+
+
+CHILD = """
+import resource, sys
+sys.path.insert(0, sys.argv[1])
+import oip
+from test_bad_input import binary, grpc, grpc_typed, tensor, v2
+from tensorgate import Limits, ProtocolError, codec
+
+big = Limits(max_tensor_elements=2**28)
+cases = [
+    lambda: codec.decode_v2_request(v2(tensor(shape=[2**28], data=[1])), limits=big),
+    lambda: codec.decode_v2_request(
+        v2(tensor(shape=[2**27], datatype="BYTES", data=["a"])), limits=big
+    ),
+    lambda: codec.decode_v2_request(
+        b'{"inputs":[{"data":[1.5],"name":"x","datatype":"FP64","shape":[134217728]}]}',
+        limits=big,
+    ),
+    lambda: codec.decode_v2_request(
+        *binary({"inputs": [tensor(shape=[2**27], datatype="FP64",
+                                   parameters={"binary_data_size": 8})]}, bytes(8)),
+        limits=big,
+    ),
+    lambda: codec.decode_grpc_request(
+        grpc_typed("FP64", [2**27], "fp64_contents", [1.0]), limits=big
+    ),
+    lambda: codec.decode_grpc_request(grpc(("x", "FP64", [2**27]), raw=[bytes(8)]), limits=big),
+    lambda: codec.decode_v2_request(v2(tensor(shape=[2**40, 2**40], data=[]))),
+]
+oip.pool()  # protoc runs before the limit is set
+vm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmSize:"))
+limit = vm * 1024 + (256 << 20)
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+try:
+    bytearray(1 << 30)
+    sys.exit("the address-space limit is not effective")
+except MemoryError:
+    pass
+for i, case in enumerate(cases):
+    try:
+        case()
+    except ProtocolError as e:
+        assert e.status_code == 400, (i, e)
+    else:
+        sys.exit(f"case {i} did not raise")
+print("ok", len(cases))
+"""
+
+
+def test_shapes_that_claim_gigabytes_reserve_nothing() -> None:
+    """Each payload claims ~1 GiB (or far more) that it does not carry. Run under an
+    address-space limit only 256 MiB above the interpreter's, a decoder that reserved memory
+    for the claimed shape would abort the process instead of raising ProtocolError."""
+    tests = Path(__file__).resolve().parent
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, str(tests)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, (result.returncode, result.stdout, result.stderr[-2000:])
+    assert result.stdout.split() == ["ok", "7"]

@@ -23,6 +23,7 @@ from conftest import (
     sample,
     tensors,
 )
+from google.protobuf import descriptor_pool, json_format
 from tensorgate import InferRequest, InferResponse, ProtocolError, RequestedOutput, Tensor, codec
 from tritonclient.grpc import _utils as grpc_utils
 from tritonclient.grpc import service_pb2
@@ -408,3 +409,46 @@ def test_message_over_the_size_limit() -> None:
     assert_protocol_error(excinfo.value, 413, str(len(data)), f"limit of {len(data) - 1}")
     at_limit = codec.decode_grpc_request(data, limits=tensorgate.Limits(max_body_bytes=len(data)))
     assert at_limit.inputs[0].shape == (64,)
+
+
+# ---------------------------------------------------------------------------------------------
+# the project's proto itself
+
+
+def test_private_stubs_stay_out_of_the_default_pool() -> None:
+    ours = oip.message("ModelInferRequest").DESCRIPTOR
+    assert ours.file.pool is not descriptor_pool.Default()
+    # tritonclient.grpc's classes, registered in the default pool, are unaffected.
+    triton = descriptor_pool.Default().FindMessageTypeByName("inference.ModelInferRequest")
+    assert triton is service_pb2.ModelInferRequest.DESCRIPTOR
+    assert triton is not ours
+
+
+@pytest.mark.parametrize("kind", ["ModelInferRequest", "ModelInferResponse"])
+def test_proto_matches_tritonclient_on_the_wire(kind: str) -> None:
+    """Every field of our proto has Triton's field number and type: a message written with one
+    reads back identically with the other."""
+    message = oip.message(kind)(model_name="m", model_version="2", id="i")
+    for key, field_name, value in [
+        ("b", "bool_param", True),
+        ("i", "int64_param", -(2**63)),
+        ("s", "string_param", "text"),
+        ("d", "double_param", 0.5),
+        ("u", "uint64_param", 2**64 - 1),
+    ]:
+        setattr(message.parameters[key], field_name, value)
+    tensors_field = "inputs" if kind == "ModelInferRequest" else "outputs"
+    for i, (datatype, field_name) in enumerate(CONTENTS_FIELD.items()):
+        tensor = getattr(message, tensors_field).add(name=f"t{i}", datatype=datatype, shape=[2, 1])
+        tensor.parameters["p"].int64_param = i
+        values = [b"a", b""] if datatype == "BYTES" else sample(datatype, (2,)).tolist()
+        getattr(tensor.contents, field_name).extend(values)
+    if kind == "ModelInferRequest":
+        output = message.outputs.add(name="y")
+        output.parameters["binary_data"].bool_param = True
+    data = message.SerializeToString()
+    theirs = getattr(service_pb2, kind).FromString(data)
+    assert json_format.MessageToDict(theirs) == json_format.MessageToDict(message)
+    assert theirs.SerializeToString(deterministic=True) == message.SerializeToString(
+        deterministic=True
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -223,12 +224,40 @@ def test_json_nested_and_flat_data_are_equal() -> None:
     assert_same(codec.decode_v2_request(flat).inputs[0].numpy(), expected)
 
 
+def nearest_float32(text: str) -> np.float32:
+    """The float32 nearest to the exact decimal ``text`` (ties to even), computed exactly."""
+    exact = Fraction(text)
+    if exact == 0:
+        return np.float32(float(text))  # keeps the sign of -0.0, which Fraction drops
+    guess = np.float32(float(exact))
+    with np.errstate(over="ignore"):
+        around = [np.nextafter(guess, np.float32(d)) for d in (-np.inf, np.inf)]
+    candidates = [c for c in [around[0], guess, around[1]] if np.isfinite(c)]
+    distance = [abs(Fraction(float(c)) - exact) for c in candidates]
+    best = min(distance)
+    ties = [c for c, d in zip(candidates, distance, strict=True) if d == best]
+    return min(ties, key=lambda c: int(np.array(c).view(np.uint32)) & 1)
+
+
 def test_json_fp32_parses_to_the_nearest_float32() -> None:
-    texts = ["0.1", "1e-45", "3.4028235e38", "16777217", "-0.0", "1.00000005960464477539"]
+    halfway = Fraction(1) + Fraction(1, 2**24)  # between 1.0 and the next float32
+    assert str(halfway.numerator * 10**24 // halfway.denominator) == "1000000059604644775390625"
+    texts = [
+        "0.1",
+        "1e-45",
+        "3.4028235e38",
+        "16777217",
+        "-0.0",
+        # Just above halfway: float64 rounds it to exactly halfway, and rounding that to float32
+        # goes to even (1.0). Parsed straight to float32 it must round up instead.
+        "1.000000059604644775390626",
+    ]
+    expected = np.array([nearest_float32(t) for t in texts], dtype=np.float32)
+    assert expected[-1] == np.nextafter(np.float32(1), np.float32(2))
+    assert np.float32(float(texts[-1])) == np.float32(1)  # the double rounding it must avoid
     body = json.dumps(
         {"inputs": [{"name": "x", "shape": [len(texts)], "datatype": "FP32", "data": [0]}]}
     ).replace("[0]", "[" + ",".join(texts) + "]")
-    expected = np.array([np.float32(t) for t in texts], dtype=np.float32)
     assert_same(codec.decode_v2_request(body.encode()).inputs[0].numpy(), expected)
 
 

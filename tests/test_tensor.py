@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import gc
+import pickle
 import struct
-from typing import Any
+from typing import Any, cast
 
 import ml_dtypes
 import numpy as np
@@ -50,6 +51,16 @@ def test_numpy_is_a_read_only_zero_copy_view(dtype: np.dtype[Any]) -> None:
     # Two calls view the same bytes: nothing was copied.
     assert np.shares_memory(first, second)
     assert first.ctypes.data == second.ctypes.data
+
+
+def test_raw_is_a_read_only_view_of_the_same_bytes() -> None:
+    tensor = Tensor.from_numpy("x", np.arange(16, dtype=np.int32))
+    view = memoryview(cast(Any, tensor.raw))
+    assert view.readonly
+    assert view.nbytes == 64
+    with pytest.raises(TypeError):
+        view[0] = 1
+    assert np.shares_memory(np.frombuffer(view, dtype=np.int32), tensor.numpy())
 
 
 def test_numpy_view_outlives_the_tensor() -> None:
@@ -343,6 +354,18 @@ def test_protocol_error_is_a_value_error_with_codes() -> None:
     assert (default.status_code, default.grpc_code) == (400, 3)
     with pytest.raises(ValueError, match="bad"):
         raise default
+
+
+def test_protocol_error_pickles() -> None:
+    with pytest.raises(ProtocolError) as excinfo:
+        tensorgate.codec.decode_v2_request(b"{}", limits=tensorgate.Limits(max_body_bytes=1))
+    copy = pickle.loads(pickle.dumps(excinfo.value))
+    assert isinstance(copy, ProtocolError)
+    assert (copy.message, copy.status_code, copy.grpc_code) == (
+        excinfo.value.message,
+        413,
+        8,
+    )
 
 
 def test_equality() -> None:

@@ -271,6 +271,35 @@ fn round_trip_fp64_specials() {
 }
 
 #[test]
+fn nineteen_digit_integers_decode() {
+    // jiter's own integer reader (without big ints) rejects every 19-digit number.
+    let decoded = decode_json_request(
+        r#"{"inputs":[{"name":"a","shape":[5],"datatype":"INT64",
+            "data":[9223372036854775807,-9223372036854775808,1000000000000000000,-1000000000000000000,999999999999999999]},
+           {"name":"b","shape":[1],"datatype":"UINT64","data":[10000000000000000000]}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        decoded.inputs[0],
+        vector(
+            "a",
+            DataType::Int64,
+            &[
+                i64::MAX,
+                i64::MIN,
+                1_000_000_000_000_000_000,
+                -1_000_000_000_000_000_000,
+                999_999_999_999_999_999
+            ]
+        )
+    );
+    assert_eq!(
+        decoded.inputs[1],
+        vector("b", DataType::Uint64, &[10_000_000_000_000_000_000u64])
+    );
+}
+
+#[test]
 fn fp32_parses_from_text_without_double_rounding() {
     // 1.00000005960464477550 lies just above the midpoint between two f32 values; rounding via
     // f64 first lands exactly on the midpoint and then ties to even (down).
@@ -677,9 +706,8 @@ fn unaligned_binary_section_decodes_fp32() {
 }
 
 #[test]
-fn header_length_of_13_with_a_single_binary_tensor() {
-    // The smallest header is still a JSON object; pad `{"inputs":[]}` (13 bytes) is the whole
-    // header and the binary section must then be empty.
+fn header_length_13_covers_a_minimal_header() {
+    // `{"inputs":[]}` is 13 bytes: the whole header, so the binary section must be empty.
     let (body, header_length) = binary_body(r#"{"inputs":[]}"#, &[]);
     assert_eq!(header_length, Some(13));
     let request = v2::decode_request(&body, header_length, &LIMITS).unwrap();
@@ -1150,4 +1178,48 @@ fn error_kinds_map_to_statuses() {
         Error::bad_request("x").context("input 'a'").message(),
         "input 'a': x"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Regressions from review
+
+#[test]
+fn null_for_a_required_array_is_an_error_not_an_empty_one() {
+    let shape_null = r#"{"inputs":[{"name":"a","shape":null,"datatype":"INT32","data":[1]}]}"#;
+    let err = decode_json_request(shape_null).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadRequest);
+    assert!(err.message().contains("'shape' must be an array"), "{err}");
+
+    let err = decode_json_request(r#"{"inputs":null}"#).unwrap_err();
+    assert!(err.message().contains("'inputs' must be an array"), "{err}");
+
+    // Optional arrays may still be null.
+    let ok =
+        r#"{"inputs":[{"name":"a","shape":[1],"datatype":"INT32","data":[1]}],"outputs":null}"#;
+    assert!(decode_json_request(ok).unwrap().outputs.is_empty());
+}
+
+#[test]
+fn bool_bytes_other_than_zero_and_one_are_rejected() {
+    let json = r#"{"inputs":[{"name":"b","shape":[2],"datatype":"BOOL","parameters":{"binary_data_size":2}}]}"#;
+    let (body, header_length) = binary_body(json, &[&[1, 2]]);
+    let err = v2::decode_request(&body, header_length, &Limits::DEFAULT).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadRequest);
+    assert!(
+        err.message().contains("BOOL element 1 is the byte 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_stale_binary_data_size_parameter_never_reaches_the_wire() {
+    let mut stale = Parameters::new();
+    stale.insert("binary_data_size".to_owned(), Parameter::Int64(999));
+    let x = vector("x", DataType::Int32, &[1i32, 2, 3]).with_parameters(stale);
+    let request = InferRequest::new(vec![x]);
+    for binary in [false, true] {
+        let decoded = decode_request(&v2::encode_request(&request, binary).unwrap()).unwrap();
+        assert_eq!(i32s(decoded.inputs[0].data()), [1, 2, 3]);
+        assert!(decoded.inputs[0].parameters.is_empty());
+    }
 }

@@ -69,7 +69,10 @@ pub fn decode_request(
             "id" => request.id = optional(&mut jiter, json_read::string)?,
             "parameters" => request.parameters = parameters(&mut jiter)?,
             "inputs" => inputs = Some(tensors(&mut jiter, json, &mut binary, "input", limits)?),
-            "outputs" => request.outputs = requested_outputs(&mut jiter)?,
+            "outputs" => {
+                request.outputs =
+                    optional(&mut jiter, |j, _| requested_outputs(j))?.unwrap_or_default();
+            }
             _ => jiter.next_skip().map_err(syntax)?,
         }
         key = next_key(&mut jiter)?;
@@ -226,18 +229,20 @@ fn write_tensor(out: &mut Vec<u8>, tensor: &Tensor, binary: bool) -> Result<()> 
         json_write::int(out, dim);
     }
     out.push(b']');
+    // The tensor's own binary_data_size (kept by a caller) describes the wire form we are
+    // not necessarily writing: drop it, and add ours when the tensor goes binary.
+    let mut parameters = tensor.parameters.clone();
+    parameters.shift_remove(BINARY_DATA_SIZE);
     if binary {
-        let mut parameters = tensor.parameters.clone();
         let size = i64::try_from(tensor.data().len())
             .map_err(|_| Error::internal("tensor larger than i64::MAX bytes"))?;
         parameters.insert(BINARY_DATA_SIZE.to_owned(), Parameter::Int64(size));
+    }
+    if !parameters.is_empty() {
         json_write::key(out, "parameters", false);
         json_write::parameters(out, &parameters);
-    } else {
-        if !tensor.parameters.is_empty() {
-            json_write::key(out, "parameters", false);
-            json_write::parameters(out, &tensor.parameters);
-        }
+    }
+    if !binary {
         json_write::key(out, "data", false);
         json_write::data(out, tensor)?;
     }
@@ -343,7 +348,7 @@ fn requested_outputs(jiter: &mut Jiter<'_>) -> Result<Vec<RequestedOutput>> {
     })
 }
 
-/// Reads a JSON array (or `null`, as empty) with `item` called on each element.
+/// Reads a JSON array with `item` called on each element.
 fn array<T>(
     jiter: &mut Jiter<'_>,
     what: &str,
@@ -351,7 +356,6 @@ fn array<T>(
 ) -> Result<Vec<T>> {
     let mut items = Vec::new();
     let mut next = match jiter.peek().map_err(syntax)? {
-        Peek::Null => return jiter.known_null().map(|()| items).map_err(syntax),
         Peek::Array => jiter.known_array().map_err(syntax)?,
         _ => return Err(Error::bad_request(format!("'{what}' must be an array"))),
     };
@@ -369,7 +373,7 @@ fn tensors(
     what: &str,
     limits: &Limits,
 ) -> Result<Vec<Tensor>> {
-    array(jiter, what, |jiter, index| {
+    array(jiter, &format!("{what}s"), |jiter, index| {
         if index >= limits.max_tensors {
             return Err(Error::bad_request(format!(
                 "more than {} {what}s, over the limit",

@@ -139,6 +139,15 @@ pub(crate) fn check_data(
                     data.len()
                 )));
             }
+            // BOOL is one byte of 0 or 1; any other byte would not survive a JSON round trip.
+            if datatype == DataType::Bool
+                && let Some(index) = data.iter().position(|&b| b > 1)
+            {
+                return Err(Error::bad_request(format!(
+                    "BOOL element {index} is the byte {}, not 0 or 1",
+                    data[index]
+                )));
+            }
             Ok(())
         }
         None => bytes_elements::validate(data, count, limits)
