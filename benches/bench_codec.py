@@ -106,7 +106,7 @@ def binary(report: Report, x: np.ndarray, label: str) -> None:
     inputs[0].set_data_from_numpy(x, binary_data=True)
 
     def triton_encode() -> Any:
-        return http_request(inputs, None, None, 0, 0, 0, None, None, None, None)
+        return http_request(inputs, "", None, 0, False, False, 0, None, None)
 
     request = tensorgate.InferRequest([tensorgate.Tensor.from_numpy("x", x)])
 
@@ -134,7 +134,7 @@ def grpc_raw(report: Report, x: np.ndarray, label: str) -> None:
     inputs[0].set_data_from_numpy(x)
 
     def triton_encode() -> bytes:
-        return grpc_request("m", inputs, "", "", 0, None, 0, 0, 0, 0, None).SerializeToString()
+        return grpc_request("m", inputs, "", "", None, 0, False, False, 0, None, None).SerializeToString()
 
     request = tensorgate.InferRequest([tensorgate.Tensor.from_numpy("x", x)])
 

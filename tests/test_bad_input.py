@@ -604,7 +604,7 @@ CASES = [
         _v2_request,
         v2(tensor(shape=[1, 1, 1], data=[1])),
         X,
-        "more than 2 dimensions",
+        "more dimensions than the limit of 2",
         limits=Limits(max_rank=2),
     ),
     case(
@@ -612,7 +612,7 @@ CASES = [
         _v2_request,
         b'{"inputs":[{"data":[1],"name":"x","datatype":"INT8","shape":[1,1,1]}]}',
         X,
-        "more than 2 dimensions",
+        "more dimensions than the limit of 2",
         limits=Limits(max_rank=2),
     ),
     case(

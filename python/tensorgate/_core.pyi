@@ -53,6 +53,8 @@ class ProtocolError(ValueError):
 class Buffer:
     """Read-only bytes of a tensor, exported through the buffer protocol (zero-copy)."""
 
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+
     def __len__(self) -> int: ...
 
 @final

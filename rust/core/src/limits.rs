@@ -15,7 +15,9 @@ pub struct Limits {
     pub max_tensors: usize,
     /// Longest single element of a BYTES tensor, in bytes.
     pub max_bytes_element_len: usize,
-    /// Deepest nesting of JSON arrays and objects.
+    /// Deepest nesting of JSON arrays: inside a tensor's `data` for V2, from the document root
+    /// for V1 (where the whole document is tensor data). The rest of a V2 document has a fixed
+    /// shape and is bounded by the parser's own recursion limit.
     pub max_json_depth: usize,
 }
 

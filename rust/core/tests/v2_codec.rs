@@ -937,7 +937,7 @@ fn corpus() -> Vec<Case> {
         json_case("overflowing dims, deferred data", input(r#""data":[1],"name":"a","shape":[1099511627776,1099511627776],"datatype":"FP32""#), "has more elements than the limit"),
         json_case("overflowing dims, binary", input(r#""name":"a","shape":[1099511627776,1099511627776],"datatype":"FP32","parameters":{"binary_data_size":4}"#), "has more elements than the limit"),
         json_case("dims over the element limit", input(r#""name":"a","shape":[268435457],"datatype":"BOOL","data":[true]"#), "has more elements than the limit of 268435456"),
-        json_case("rank over the limit", input(&format!(r#""name":"a","shape":[{}],"datatype":"INT8","data":[1]"#, vec!["1"; 33].join(","))), "shape has more than 32 dimensions"),
+        json_case("rank over the limit", input(&format!(r#""name":"a","shape":[{}],"datatype":"INT8","data":[1]"#, vec!["1"; 33].join(","))), "shape has more dimensions than the limit of 32"),
         // Data types and counts
         json_case("data string for FP32", input(r#""name":"a","shape":[1],"datatype":"FP32","data":["1.0"]"#), "invalid JSON"),
         json_case("data bool for FP32", input(r#""name":"a","shape":[1],"datatype":"FP32","data":[true]"#), "invalid JSON"),

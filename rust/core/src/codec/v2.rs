@@ -508,7 +508,7 @@ fn shape(jiter: &mut Jiter<'_>, limits: &Limits) -> Result<Vec<usize>> {
     let dims = array(jiter, "shape", |jiter, index| {
         if index >= limits.max_rank {
             return Err(Error::bad_request(format!(
-                "shape has more than {} dimensions",
+                "shape has more dimensions than the limit of {}",
                 limits.max_rank
             )));
         }
