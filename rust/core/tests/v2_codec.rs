@@ -243,7 +243,7 @@ fn fp32_json_uses_shortest_form_and_nan_tokens() {
     let json = String::from_utf8(encoded.json).unwrap();
     assert!(
         json.contains(
-            "[0.0,-0.0,1.5,0.1,1.1754944e-38,1.1920929e-7,3.4028235e38,-3.4028235e38,1e-45,-1e-40,1.1754942e-38,Infinity,-Infinity,NaN]"
+            "[0.0,-0.0,1.5,0.1,1.1754944e-38,1.1920929e-7,3.4028235e+38,-3.4028235e+38,1e-45,-1e-40,1.1754942e-38,Infinity,-Infinity,NaN]"
         ),
         "{json}"
     );

@@ -94,9 +94,20 @@ fn body(data: PyBackedBytes) -> Bytes {
 
 type EncodedBody<'py> = (Bound<'py, PyBytes>, Option<usize>);
 
-fn encoded<'py>(py: Python<'py>, encoded: &Encoded) -> EncodedBody<'py> {
-    let header_length = encoded.header_length();
-    (PyBytes::new(py, &encoded.to_vec()), header_length)
+/// The body as one `bytes`, copied once from the JSON header and the tensors.
+fn encoded<'py>(py: Python<'py>, encoded: &Encoded) -> PyResult<EncodedBody<'py>> {
+    let body = PyBytes::new_with(py, encoded.len(), |buffer| {
+        let (json, rest) = buffer.split_at_mut(encoded.json.len());
+        json.copy_from_slice(&encoded.json);
+        let mut rest = rest;
+        for chunk in encoded.binary.iter().flatten() {
+            let (head, tail) = rest.split_at_mut(chunk.len());
+            head.copy_from_slice(chunk);
+            rest = tail;
+        }
+        Ok(())
+    })?;
+    Ok((body, encoded.header_length()))
 }
 
 #[pyfunction]
@@ -120,7 +131,7 @@ fn encode_v2_request<'py>(
     binary: bool,
 ) -> PyResult<EncodedBody<'py>> {
     let body = detached(py, || v2::encode_request(&request.inner, binary))?;
-    Ok(encoded(py, &body))
+    encoded(py, &body)
 }
 
 #[pyfunction]
@@ -146,7 +157,7 @@ fn encode_v2_response<'py>(
 ) -> PyResult<EncodedBody<'py>> {
     let binary = binary_outputs_from_py(binary_outputs)?;
     let body = detached(py, || v2::encode_response(&response.inner, &binary))?;
-    Ok(encoded(py, &body))
+    encoded(py, &body)
 }
 
 fn binary_outputs_from_py(value: Option<&Bound<'_, PyAny>>) -> PyResult<BinaryOutputs> {

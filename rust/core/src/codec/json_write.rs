@@ -1,5 +1,6 @@
 //! Writing JSON by hand into a byte buffer: strings, shortest round-trip floats, parameters and
-//! tensor data. Floats use `ryu` in their own width (an f32 is never widened before formatting).
+//! tensor data. Floats are formatted by `zmij` (shortest round-trip like ryu, and faster) in
+//! their own width: an f32 is never widened before formatting.
 //!
 //! JSON has no NaN or infinity. They are written as the bare tokens `NaN`, `Infinity` and
 //! `-Infinity`, the form Python's `json` module (and so tritonclient and KServe's Python
@@ -58,7 +59,7 @@ macro_rules! float_writer {
     ($name:ident, $ty:ty) => {
         pub fn $name(out: &mut Vec<u8>, value: $ty) {
             if value.is_finite() {
-                out.extend_from_slice(ryu::Buffer::new().format_finite(value).as_bytes());
+                out.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
             } else if value.is_nan() {
                 out.extend_from_slice(b"NaN");
             } else if value > 0.0 {

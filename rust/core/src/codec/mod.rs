@@ -8,6 +8,7 @@
 //! | V1 REST (`instances` / `inputs` / `predictions`) | [`v1`] |
 
 pub mod grpc;
+pub(crate) mod json_data;
 pub(crate) mod json_read;
 pub mod json_write;
 pub mod v1;

@@ -4,12 +4,11 @@
 //! followed by the tensors whose `parameters.binary_data_size` is set, in tensor order. Those
 //! tensors are zero-copy slices of the body.
 
-use std::ops::Range;
-
 use bytes::Bytes;
 use jiter::{Jiter, Peek};
 
-use super::json_read::{self, optional, syntax};
+use super::json_data;
+use super::json_read::{self, Reader, optional, syntax};
 use super::json_write;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
@@ -60,7 +59,7 @@ pub fn decode_request(
     limits: &Limits,
 ) -> Result<InferRequest> {
     let (json, mut binary) = split_body(body, header_length, limits)?;
-    let mut jiter = json_read::parser(json);
+    let mut jiter = Reader::new(json);
     let mut request = InferRequest::default();
     let mut inputs = None;
     let mut key = object_start(&mut jiter, "request")?;
@@ -68,10 +67,9 @@ pub fn decode_request(
         match name.as_str() {
             "id" => request.id = optional(&mut jiter, json_read::string)?,
             "parameters" => request.parameters = parameters(&mut jiter)?,
-            "inputs" => inputs = Some(tensors(&mut jiter, json, &mut binary, "input", limits)?),
+            "inputs" => inputs = Some(tensors(&mut jiter, &mut binary, "input", limits)?),
             "outputs" => {
-                request.outputs =
-                    optional(&mut jiter, |j, _| requested_outputs(j))?.unwrap_or_default();
+                request.outputs = requested_outputs(&mut jiter)?;
             }
             _ => jiter.next_skip().map_err(syntax)?,
         }
@@ -91,7 +89,7 @@ pub fn decode_response(
     limits: &Limits,
 ) -> Result<InferResponse> {
     let (json, mut binary) = split_body(body, header_length, limits)?;
-    let mut jiter = json_read::parser(json);
+    let mut jiter = Reader::new(json);
     let mut response = InferResponse::default();
     let mut outputs = None;
     let mut key = object_start(&mut jiter, "response")?;
@@ -103,7 +101,7 @@ pub fn decode_response(
             "model_version" => response.model_version = optional(&mut jiter, json_read::string)?,
             "id" => response.id = optional(&mut jiter, json_read::string)?,
             "parameters" => response.parameters = parameters(&mut jiter)?,
-            "outputs" => outputs = Some(tensors(&mut jiter, json, &mut binary, "output", limits)?),
+            "outputs" => outputs = Some(tensors(&mut jiter, &mut binary, "output", limits)?),
             _ => jiter.next_skip().map_err(syntax)?,
         }
         key = next_key(&mut jiter)?;
@@ -329,8 +327,12 @@ fn parameters(jiter: &mut Jiter<'_>) -> Result<Parameters> {
     Ok(optional(jiter, json_read::parameters)?.unwrap_or_default())
 }
 
-fn requested_outputs(jiter: &mut Jiter<'_>) -> Result<Vec<RequestedOutput>> {
-    array(jiter, "outputs", |jiter, index| {
+fn requested_outputs(reader: &mut Reader<'_>) -> Result<Vec<RequestedOutput>> {
+    // `outputs` is optional: null means none.
+    if reader.peek().map_err(syntax)? == Peek::Null {
+        return reader.known_null().map(|()| Vec::new()).map_err(syntax);
+    }
+    array(reader, "outputs", |jiter, index| {
         let mut output = RequestedOutput::new(String::new());
         let mut name = None;
         let mut key = object_start(jiter, "outputs[] entry")?;
@@ -349,10 +351,10 @@ fn requested_outputs(jiter: &mut Jiter<'_>) -> Result<Vec<RequestedOutput>> {
 }
 
 /// Reads a JSON array with `item` called on each element.
-fn array<T>(
-    jiter: &mut Jiter<'_>,
+fn array<'j, T>(
+    jiter: &mut Reader<'j>,
     what: &str,
-    mut item: impl FnMut(&mut Jiter<'_>, usize) -> Result<T>,
+    mut item: impl FnMut(&mut Reader<'j>, usize) -> Result<T>,
 ) -> Result<Vec<T>> {
     let mut items = Vec::new();
     let mut next = match jiter.peek().map_err(syntax)? {
@@ -367,13 +369,12 @@ fn array<T>(
 }
 
 fn tensors(
-    jiter: &mut Jiter<'_>,
-    json: &[u8],
+    reader: &mut Reader<'_>,
     binary: &mut BinarySection,
     what: &str,
     limits: &Limits,
 ) -> Result<Vec<Tensor>> {
-    array(jiter, &format!("{what}s"), |jiter, index| {
+    array(reader, &format!("{what}s"), |reader, index| {
         if index >= limits.max_tensors {
             return Err(Error::bad_request(format!(
                 "more than {} {what}s, over the limit",
@@ -381,13 +382,13 @@ fn tensors(
             )));
         }
         let mut fields = TensorFields::default();
-        let read = fields.read(jiter, json.len(), limits);
+        let read = fields.read(reader, limits);
         // Name the tensor in errors once its name is known, else its position.
         let label = match &fields.name {
             Some(name) => format!("{what} '{name}'"),
             None => format!("{what}s[{index}]"),
         };
-        read.and_then(|()| fields.into_tensor(json, binary, limits))
+        read.and_then(|()| fields.into_tensor(binary, limits))
             .map_err(|e| e.context(label))
     })
 }
@@ -395,26 +396,26 @@ fn tensors(
 /// Where a tensor's data is: parsed in place, to be parsed once the datatype is known (the
 /// object listed `data` before `datatype` or `shape`), or in the binary section.
 #[derive(Default)]
-enum Data {
+enum Data<'j> {
     #[default]
     Missing,
     Parsed(Vec<u8>),
-    Deferred(Range<usize>),
+    Deferred(&'j [u8]),
 }
 
 #[derive(Default)]
-struct TensorFields {
+struct TensorFields<'j> {
     name: Option<String>,
     shape: Option<Vec<usize>>,
     datatype: Option<DataType>,
     parameters: Parameters,
-    data: Data,
+    data: Data<'j>,
 }
 
-impl TensorFields {
+impl<'j> TensorFields<'j> {
     /// Reads the fields of a tensor object into `self`, so a caller can name the tensor in
     /// an error even when reading stopped half way.
-    fn read(&mut self, jiter: &mut Jiter<'_>, json_len: usize, limits: &Limits) -> Result<()> {
+    fn read(&mut self, jiter: &mut Reader<'j>, limits: &Limits) -> Result<()> {
         let mut key = object_start(jiter, "tensor")?;
         while let Some(field) = key {
             match field.as_str() {
@@ -427,7 +428,7 @@ impl TensorFields {
                     self.datatype = Some(text.parse()?);
                 }
                 "parameters" => self.parameters = parameters(jiter)?,
-                "data" => self.data = self.read_data(jiter, json_len, limits)?,
+                "data" => self.data = self.read_data(jiter, limits)?,
                 _ => jiter.next_skip().map_err(syntax)?,
             }
             key = next_key(jiter)?;
@@ -435,23 +436,17 @@ impl TensorFields {
         Ok(())
     }
 
-    fn read_data(&self, jiter: &mut Jiter<'_>, json_len: usize, limits: &Limits) -> Result<Data> {
+    fn read_data(&self, reader: &mut Reader<'j>, limits: &Limits) -> Result<Data<'j>> {
         if let (Some(shape), Some(datatype)) = (&self.shape, self.datatype) {
             let count = element_count(shape, limits)?;
-            let remaining = json_len.saturating_sub(jiter.current_index());
-            return json_read::data(jiter, datatype, count, remaining, limits).map(Data::Parsed);
+            let (data, used) = json_data::parse(reader.rest(), datatype, count, limits)?;
+            reader.skip(used);
+            return Ok(Data::Parsed(data));
         }
-        let start = jiter.current_index();
-        jiter.next_skip().map_err(syntax)?;
-        Ok(Data::Deferred(start..jiter.current_index()))
+        reader.skip_value().map(Data::Deferred)
     }
 
-    fn into_tensor(
-        self,
-        json: &[u8],
-        binary: &mut BinarySection,
-        limits: &Limits,
-    ) -> Result<Tensor> {
+    fn into_tensor(self, binary: &mut BinarySection, limits: &Limits) -> Result<Tensor> {
         let name = self
             .name
             .ok_or_else(|| Error::bad_request("has no 'name'"))?;
@@ -482,10 +477,13 @@ impl TensorFields {
                 return Err(Error::bad_request("has both 'data' and binary_data_size"));
             }
             (Data::Parsed(data), None) => Bytes::from(data),
-            (Data::Deferred(range), None) => {
-                let text = &json[range];
-                let mut jiter = json_read::parser(text);
-                let data = json_read::data(&mut jiter, datatype, count, text.len(), limits)?;
+            (Data::Deferred(text), None) => {
+                let (data, used) = json_data::parse(text, datatype, count, limits)?;
+                if used != text.len() {
+                    return Err(Error::bad_request(
+                        "invalid JSON: trailing characters in data",
+                    ));
+                }
                 Bytes::from(data)
             }
         };
@@ -504,7 +502,7 @@ fn binary_data_size(value: Parameter) -> Result<usize> {
     size.ok_or_else(|| Error::bad_request("binary_data_size must be a non-negative integer"))
 }
 
-fn shape(jiter: &mut Jiter<'_>, limits: &Limits) -> Result<Vec<usize>> {
+fn shape(jiter: &mut Reader<'_>, limits: &Limits) -> Result<Vec<usize>> {
     let dims = array(jiter, "shape", |jiter, index| {
         if index >= limits.max_rank {
             return Err(Error::bad_request(format!(
