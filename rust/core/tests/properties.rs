@@ -1,5 +1,5 @@
 //! Property tests: codec round trips over random tensors of every datatype, concat/split
-//! identity, and a bounded fuzz of the V2 request decoder with mutated bodies.
+//! identity, and bounded fuzzing of the V2, gRPC and V1 decoders with mutated bodies.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -9,7 +9,7 @@ use common::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use tensorgate_core::batch::{concat, split};
-use tensorgate_core::codec::v2;
+use tensorgate_core::codec::{grpc, v1, v2};
 use tensorgate_core::tensor::BinaryOutputs;
 use tensorgate_core::{DataType, InferRequest, InferResponse, Limits, Tensor};
 
@@ -337,4 +337,87 @@ fn every_datatype_is_generated() {
         seen.insert(datatype().new_tree(&mut runner).unwrap().current());
     }
     assert_eq!(seen.len(), DataType::ALL.len());
+}
+
+/// What a request looks like after a gRPC round trip: the model name travels in the message,
+/// and proto3 cannot tell an empty id from none.
+fn as_grpc_sees_it(mut request: InferRequest, model: &str) -> InferRequest {
+    request.model_name = Some(model.to_owned());
+    request.model_version = None;
+    request.id = request.id.filter(|id| !id.is_empty());
+    request
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn grpc_request_round_trips(request in request()) {
+        let message = Bytes::from(grpc::encode_request(&request, "m", None));
+        let decoded = grpc::decode_request(message.clone(), &LIMITS).unwrap();
+        for t in &decoded.inputs {
+            prop_assert!(points_into(t.data(), &message) || t.data().is_empty());
+        }
+        prop_assert_eq!(decoded, as_grpc_sees_it(request, "m"));
+    }
+
+    #[test]
+    fn grpc_response_round_trips(response in response()) {
+        let message = Bytes::from(grpc::encode_response(&response));
+        let mut expected = response;
+        expected.id = expected.id.filter(|id| !id.is_empty());
+        expected.model_version = expected.model_version.filter(|v| !v.is_empty());
+        prop_assert_eq!(grpc::decode_response(message, &LIMITS).unwrap(), expected);
+    }
+
+    #[test]
+    fn json_binary_and_grpc_forms_decode_equal(tensor in any_tensor("t".into())) {
+        let request = InferRequest::new(vec![tensor]);
+        let json = decode_request(&v2::encode_request(&request, false).unwrap()).unwrap();
+        let binary = decode_request(&v2::encode_request(&request, true).unwrap()).unwrap();
+        let message = Bytes::from(grpc::encode_request(&request, "m", None));
+        let grpc = grpc::decode_request(message, &LIMITS).unwrap();
+        prop_assert_eq!(&json.inputs, &binary.inputs);
+        prop_assert_eq!(&json.inputs, &grpc.inputs);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(2000))]
+
+    #[test]
+    fn mutated_grpc_messages_never_panic_the_decoder(
+        request in request(),
+        mutations in vec(mutation(), 1..5),
+        limits in fuzz_limits(),
+    ) {
+        let mut message = grpc::encode_request(&request, "m", None);
+        for m in &mutations {
+            apply(&mut message, m);
+        }
+        // Ok or Err are both fine; a panic fails the property. What decodes must re-encode.
+        if let Ok(decoded) = grpc::decode_request(Bytes::from(message), &limits) {
+            let again = grpc::encode_request(&decoded, "m", None);
+            prop_assert!(grpc::decode_request(Bytes::from(again), &LIMITS).is_ok());
+        }
+    }
+
+    #[test]
+    fn mutated_v1_bodies_never_panic_the_decoder(
+        request in request(),
+        mutations in vec(mutation(), 1..5),
+        limits in fuzz_limits(),
+    ) {
+        let Ok(body) = v1::encode_request(&request) else { return Ok(()) };
+        let mut body = body;
+        for m in &mutations {
+            apply(&mut body, m);
+        }
+        if let Ok(decoded) = v1::decode_request(&body, &limits) {
+            v1::encode_request(&decoded).unwrap();
+        }
+        if let Ok(decoded) = v1::decode_response(&body, "m", &limits) {
+            v1::encode_response(&decoded).unwrap();
+        }
+    }
 }

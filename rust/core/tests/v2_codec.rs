@@ -1223,3 +1223,19 @@ fn a_stale_binary_data_size_parameter_never_reaches_the_wire() {
         assert!(decoded.inputs[0].parameters.is_empty());
     }
 }
+
+#[test]
+fn empty_tensor_and_output_names_are_rejected_as_in_grpc() {
+    let empty_input = r#"{"inputs":[{"name":"","shape":[1],"datatype":"INT32","data":[1]}]}"#;
+    let err = decode_json_request(empty_input).unwrap_err();
+    assert!(
+        err.message().contains("inputs[0] has an empty name"),
+        "{err}"
+    );
+    let empty_output = r#"{"inputs":[{"name":"a","shape":[1],"datatype":"INT32","data":[1]}],"outputs":[{"name":""}]}"#;
+    let err = decode_json_request(empty_output).unwrap_err();
+    assert!(
+        err.message().contains("outputs[0] has an empty name"),
+        "{err}"
+    );
+}

@@ -103,7 +103,13 @@ impl InferRequest {
 
     /// Checks the rules every decoder shares: tensor count and unique input names.
     pub(crate) fn check(&self, limits: &Limits) -> Result<()> {
-        check_tensors("input", &self.inputs, limits)
+        check_tensors("input", &self.inputs, limits)?;
+        match self.outputs.iter().position(|o| o.name.is_empty()) {
+            Some(index) => Err(Error::bad_request(format!(
+                "outputs[{index}] has an empty name"
+            ))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -122,7 +128,13 @@ fn check_tensors(what: &str, tensors: &[Tensor], limits: &Limits) -> Result<()> 
         )));
     }
     let mut seen = HashSet::with_capacity(tensors.len());
-    for tensor in tensors {
+    for (index, tensor) in tensors.iter().enumerate() {
+        // proto3 cannot tell an empty name from none, so no protocol may carry one.
+        if tensor.name.is_empty() {
+            return Err(Error::bad_request(format!(
+                "{what}s[{index}] has an empty name"
+            )));
+        }
         if !seen.insert(tensor.name.as_str()) {
             return Err(Error::bad_request(format!(
                 "duplicate {what} name '{}'",

@@ -324,7 +324,11 @@ pub fn tensor_parameters() -> impl Strategy<Value = Parameters> {
 }
 
 pub fn requested_output() -> impl Strategy<Value = RequestedOutput> {
-    (text(4), parameters()).prop_map(|(name, parameters)| RequestedOutput { name, parameters })
+    // Names are never empty: every decoder rejects an empty tensor or output name.
+    (text(4), parameters()).prop_map(|(name, parameters)| RequestedOutput {
+        name: format!("o{name}"),
+        parameters,
+    })
 }
 
 /// A REST request (REST carries the model in the path, so no model name or version).
