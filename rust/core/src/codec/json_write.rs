@@ -106,9 +106,28 @@ pub fn representable(tensor: &Tensor) -> bool {
     }
 }
 
+/// An upper bound of the JSON text of a tensor's data, so the buffer is sized once: the longest
+/// element plus its comma, per element. BYTES: the worst escaping (`\u00XX`) of every byte.
+pub fn max_data_len(tensor: &Tensor) -> usize {
+    let per_element = match tensor.datatype() {
+        DataType::Bool => 6,
+        DataType::Uint8 => 4,
+        DataType::Int8 => 5,
+        DataType::Uint16 => 6,
+        DataType::Int16 => 7,
+        DataType::Uint32 => 11,
+        DataType::Int32 => 12,
+        DataType::Uint64 | DataType::Int64 => 21,
+        DataType::Fp16 | DataType::Bf16 | DataType::Fp32 => 16,
+        DataType::Fp64 => 25,
+        DataType::Bytes => return tensor.data().len() * 6 + 2,
+    };
+    tensor.element_count().saturating_mul(per_element) + 2
+}
+
 /// Appends the tensor's elements as a flat JSON array, row-major.
 pub fn data(out: &mut Vec<u8>, tensor: &Tensor) -> Result<()> {
-    out.reserve(tensor.data().len() * 2 + 2);
+    out.reserve(max_data_len(tensor));
     out.push(b'[');
     if tensor.datatype() == DataType::Bytes {
         for (i, element) in tensor.bytes_elements().enumerate() {

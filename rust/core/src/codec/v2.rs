@@ -188,7 +188,7 @@ fn finish(json: Vec<u8>, chunks: Vec<Bytes>) -> Encoded {
 
 /// A rough JSON size of a tensor, to size the output buffer once.
 fn json_size(tensor: &Tensor) -> usize {
-    64 + tensor.name.len() + tensor.data().len() * 3
+    128 + tensor.name.len() * 6 + json_write::max_data_len(tensor)
 }
 
 fn write_tensors(
