@@ -18,14 +18,13 @@ from typing import Any
 
 import numpy as np
 import orjson
+import tensorgate
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.service_pb2 as pb
 import tritonclient.http as httpclient
+from tensorgate import codec
 from tritonclient.grpc._utils import _get_inference_request as grpc_request
 from tritonclient.http._utils import _get_inference_request as http_request
-
-import tensorgate
-from tensorgate import codec
 
 ROWS, COLS = 64, 1024
 
@@ -53,7 +52,7 @@ def best(fn: Callable[[], Any], rounds: int, min_seconds: float) -> float:
 class Report:
     def __init__(self, rounds: int, min_seconds: float) -> None:
         self.rounds, self.min_seconds = rounds, min_seconds
-        print(f"| case | tensorgate | baseline | ratio | tensorgate MB/s |\n|---|---|---|---|---|")
+        print("| case | tensorgate | baseline | ratio | tensorgate MB/s |\n|---|---|---|---|---|")
 
     def case(
         self, name: str, ours: Callable[[], Any], theirs: Callable[[], Any], nbytes: int
@@ -62,7 +61,8 @@ class Report:
         t_theirs = best(theirs, self.rounds, self.min_seconds)
         ratio = t_theirs / t_ours
         mbps = nbytes / t_ours / 1e6
-        print(f"| {name} | {t_ours * 1e6:,.1f} µs | {t_theirs * 1e6:,.1f} µs | {ratio:.2f}× | {mbps:,.0f} |")
+        times = f"{t_ours * 1e6:,.1f} µs | {t_theirs * 1e6:,.1f} µs"
+        print(f"| {name} | {times} | {ratio:.2f}x | {mbps:,.0f} |")
         sys.stdout.flush()
         return ratio
 
@@ -79,7 +79,9 @@ def v2_json(report: Report, x: np.ndarray) -> None:
         return np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
 
     assert np.array_equal(ours_decode(), orjson_decode())
-    report.case("V2 JSON decode FP32 [64,1024] (vs orjson+numpy)", ours_decode, orjson_decode, len(body))
+    report.case(
+        "V2 JSON decode FP32 [64,1024] (vs orjson+numpy)", ours_decode, orjson_decode, len(body)
+    )
 
     response = tensorgate.InferResponse("m", [tensorgate.Tensor.from_numpy("y", x)], id="1")
 
@@ -88,9 +90,13 @@ def v2_json(report: Report, x: np.ndarray) -> None:
 
     def orjson_encode() -> bytes:
         return orjson.dumps(
-            {"model_name": "m", "id": "1", "outputs": [
-                {"name": "y", "datatype": "FP32", "shape": list(x.shape), "data": x.reshape(-1)}
-            ]},
+            {
+                "model_name": "m",
+                "id": "1",
+                "outputs": [
+                    {"name": "y", "datatype": "FP32", "shape": list(x.shape), "data": x.reshape(-1)}
+                ],
+            },
             option=orjson.OPT_SERIALIZE_NUMPY,
         )
 
@@ -98,7 +104,9 @@ def v2_json(report: Report, x: np.ndarray) -> None:
         np.asarray(orjson.loads(ours_encode())["outputs"][0]["data"], dtype=np.float32),
         np.asarray(orjson.loads(orjson_encode())["outputs"][0]["data"], dtype=np.float32),
     )
-    report.case("V2 JSON encode FP32 [64,1024] (vs orjson numpy)", ours_encode, orjson_encode, len(body))
+    report.case(
+        "V2 JSON encode FP32 [64,1024] (vs orjson numpy)", ours_encode, orjson_encode, len(body)
+    )
 
 
 def binary(report: Report, x: np.ndarray, label: str) -> None:
@@ -113,7 +121,12 @@ def binary(report: Report, x: np.ndarray, label: str) -> None:
     def ours_encode() -> Any:
         return codec.encode_v2_request(request, binary=True)
 
-    report.case(f"binary request encode {label} (vs tritonclient.http)", ours_encode, triton_encode, x.nbytes)
+    report.case(
+        f"binary request encode {label} (vs tritonclient.http)",
+        ours_encode,
+        triton_encode,
+        x.nbytes,
+    )
 
     response = tensorgate.InferResponse("m", [tensorgate.Tensor.from_numpy("y", x)])
     body, header_length = codec.encode_v2_response(response, True)
@@ -122,26 +135,38 @@ def binary(report: Report, x: np.ndarray, label: str) -> None:
     def ours_decode() -> np.ndarray:
         return codec.decode_v2_response(body, header_length, limits=limits).outputs[0].numpy()
 
-    def triton_decode() -> np.ndarray:
+    def triton_decode() -> Any:
         return httpclient.InferResult.from_response_body(body, False, header_length).as_numpy("y")
 
     assert np.array_equal(ours_decode(), triton_decode())
-    report.case(f"binary response decode {label} (vs tritonclient.http)", ours_decode, triton_decode, x.nbytes)
+    report.case(
+        f"binary response decode {label} (vs tritonclient.http)",
+        ours_decode,
+        triton_decode,
+        x.nbytes,
+    )
 
 
 def grpc_raw(report: Report, x: np.ndarray, label: str) -> None:
     inputs = [grpcclient.InferInput("x", list(x.shape), "FP32")]
     inputs[0].set_data_from_numpy(x)
 
-    def triton_encode() -> bytes:
-        return grpc_request("m", inputs, "", "", None, 0, False, False, 0, None, None).SerializeToString()
+    def triton_encode() -> Any:
+        return grpc_request(
+            "m", inputs, "", "", None, 0, False, False, 0, None, None
+        ).SerializeToString()
 
     request = tensorgate.InferRequest([tensorgate.Tensor.from_numpy("x", x)])
 
     def ours_encode() -> bytes:
         return codec.encode_grpc_request(request, "m")
 
-    report.case(f"gRPC raw request encode {label} (vs tritonclient.grpc)", ours_encode, triton_encode, x.nbytes)
+    report.case(
+        f"gRPC raw request encode {label} (vs tritonclient.grpc)",
+        ours_encode,
+        triton_encode,
+        x.nbytes,
+    )
 
     response = tensorgate.InferResponse("m", [tensorgate.Tensor.from_numpy("y", x)])
     data = codec.encode_grpc_response(response)
@@ -150,11 +175,16 @@ def grpc_raw(report: Report, x: np.ndarray, label: str) -> None:
     def ours_decode() -> np.ndarray:
         return codec.decode_grpc_response(data, limits=limits).outputs[0].numpy()
 
-    def triton_decode() -> np.ndarray:
+    def triton_decode() -> Any:
         return grpcclient.InferResult(pb.ModelInferResponse.FromString(data)).as_numpy("y")
 
     assert np.array_equal(ours_decode(), triton_decode())
-    report.case(f"gRPC raw response decode {label} (vs tritonclient.grpc)", ours_decode, triton_decode, x.nbytes)
+    report.case(
+        f"gRPC raw response decode {label} (vs tritonclient.grpc)",
+        ours_decode,
+        triton_decode,
+        x.nbytes,
+    )
 
 
 def v1(report: Report, x: np.ndarray) -> None:
@@ -171,12 +201,13 @@ def v1(report: Report, x: np.ndarray) -> None:
 
 
 def size_independence(report: Report) -> None:
-    print("\n| zero-copy decode | 64 KiB | 64 MiB | ratio (target ≤ 2×) |\n|---|---|---|---|")
+    print("\n| zero-copy decode | 64 KiB | 64 MiB | ratio (target ≤ 2x) |\n|---|---|---|---|")
     for name, decode in (("binary", _binary_decoder), ("gRPC raw", _grpc_decoder)):
         small, large = (decode(np.ones(n // 4, dtype=np.float32)) for n in (64 << 10, 64 << 20))
         t_small = best(small, report.rounds, report.min_seconds)
         t_large = best(large, report.rounds, report.min_seconds)
-        print(f"| {name} | {t_small * 1e6:.1f} µs | {t_large * 1e6:.1f} µs | {t_large / t_small:.2f}× |")
+        times = f"{t_small * 1e6:.1f} µs | {t_large * 1e6:.1f} µs"
+        print(f"| {name} | {times} | {t_large / t_small:.2f}x |")
 
 
 def _binary_decoder(x: np.ndarray) -> Callable[[], Any]:
@@ -187,7 +218,9 @@ def _binary_decoder(x: np.ndarray) -> Callable[[], Any]:
 
 
 def _grpc_decoder(x: np.ndarray) -> Callable[[], Any]:
-    data = codec.encode_grpc_request(tensorgate.InferRequest([tensorgate.Tensor.from_numpy("x", x)]), "m")
+    data = codec.encode_grpc_request(
+        tensorgate.InferRequest([tensorgate.Tensor.from_numpy("x", x)]), "m"
+    )
     limits = tensorgate.Limits(max_body_bytes=len(data) + 1)
     return lambda: codec.decode_grpc_request(data, limits=limits).inputs[0].numpy()
 

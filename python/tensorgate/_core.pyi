@@ -3,9 +3,8 @@
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeAlias, final
 
-from typing_extensions import disjoint_base
-
 import numpy.typing as npt
+from typing_extensions import disjoint_base
 
 __version__: str
 __all__ = [
@@ -54,7 +53,6 @@ class Buffer:
     """Read-only bytes of a tensor, exported through the buffer protocol (zero-copy)."""
 
     def __buffer__(self, flags: int, /) -> memoryview: ...
-
     def __len__(self) -> int: ...
 
 @final
