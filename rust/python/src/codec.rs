@@ -110,6 +110,8 @@ fn encoded<'py>(py: Python<'py>, encoded: &Encoded) -> PyResult<EncodedBody<'py>
     Ok((body, encoded.header_length()))
 }
 
+/// Decodes a V2 REST inference request (JSON, or the binary tensor extension when
+/// `header_length`, the `Inference-Header-Content-Length`, is given).
 #[pyfunction]
 #[pyo3(signature = (body, header_length = None, *, limits = None))]
 fn decode_v2_request(
@@ -123,6 +125,8 @@ fn decode_v2_request(
     Ok(InferRequest { inner })
 }
 
+/// Encodes a V2 REST inference request; with `binary`, every input goes in the binary section.
+/// Returns `(body, header_length)`, `header_length` being `None` for a plain JSON body.
 #[pyfunction]
 #[pyo3(signature = (request, binary = false))]
 fn encode_v2_request<'py>(
@@ -134,6 +138,7 @@ fn encode_v2_request<'py>(
     encoded(py, &body)
 }
 
+/// Decodes a V2 REST inference response (JSON, or binary with `header_length`).
 #[pyfunction]
 #[pyo3(signature = (body, header_length = None, *, limits = None))]
 fn decode_v2_response(
@@ -147,7 +152,8 @@ fn decode_v2_response(
     Ok(InferResponse { inner })
 }
 
-/// `binary_outputs`: `True`/`False` for every output, or the names of the binary outputs.
+/// Encodes a V2 REST inference response. `binary_outputs`: `True`/`False` for every output, or
+/// the names of the outputs to send binary. Returns `(body, header_length)`.
 #[pyfunction]
 #[pyo3(signature = (response, binary_outputs = None))]
 fn encode_v2_response<'py>(
@@ -176,6 +182,7 @@ fn binary_outputs_from_py(value: Option<&Bound<'_, PyAny>>) -> PyResult<BinaryOu
     Ok(binary)
 }
 
+/// Decodes a V1 `{"instances": ...}` or `{"inputs": ...}` request into V2 tensors.
 #[pyfunction]
 #[pyo3(signature = (body, *, limits = None))]
 fn decode_v1_request(
@@ -188,6 +195,7 @@ fn decode_v1_request(
     Ok(InferRequest { inner })
 }
 
+/// Encodes a request as V1 `{"instances": ...}` (or `{"inputs": ...}`).
 #[pyfunction]
 fn encode_v1_request<'py>(
     py: Python<'py>,
@@ -197,6 +205,7 @@ fn encode_v1_request<'py>(
     Ok(PyBytes::new(py, &body))
 }
 
+/// Decodes a V1 `{"predictions": ...}` response of model `model_name`.
 #[pyfunction]
 #[pyo3(signature = (body, model_name, *, limits = None))]
 fn decode_v1_response(
@@ -210,6 +219,7 @@ fn decode_v1_response(
     Ok(InferResponse { inner })
 }
 
+/// Encodes a response as V1 `{"predictions": ...}`.
 #[pyfunction]
 fn encode_v1_response<'py>(
     py: Python<'py>,
@@ -219,6 +229,7 @@ fn encode_v1_response<'py>(
     Ok(PyBytes::new(py, &body))
 }
 
+/// Decodes a serialized `inference.ModelInferRequest`; raw contents stay zero-copy.
 #[pyfunction]
 #[pyo3(signature = (data, *, limits = None))]
 fn decode_grpc_request(
@@ -248,6 +259,7 @@ fn encode_grpc_request<'py>(
     Ok(PyBytes::new(py, &body))
 }
 
+/// Decodes a serialized `inference.ModelInferResponse`.
 #[pyfunction]
 #[pyo3(signature = (data, *, limits = None))]
 fn decode_grpc_response(
@@ -260,6 +272,7 @@ fn decode_grpc_response(
     Ok(InferResponse { inner })
 }
 
+/// Serializes a `ModelInferResponse`, outputs in `raw_output_contents`.
 #[pyfunction]
 fn encode_grpc_response<'py>(
     py: Python<'py>,

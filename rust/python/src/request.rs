@@ -45,6 +45,8 @@ impl RequestedOutput {
     }
 }
 
+/// A V2 inference request:
+/// `InferRequest(inputs, id=None, parameters=None, outputs=None, *, model_name=None, model_version=None)`.
 #[pyclass(frozen, eq, module = "tensorgate._core")]
 #[derive(Debug, PartialEq)]
 pub struct InferRequest {
@@ -129,6 +131,8 @@ impl InferRequest {
     }
 }
 
+/// A V2 inference response:
+/// `InferResponse(model_name, outputs, id=None, model_version=None, parameters=None)`.
 #[pyclass(frozen, eq, module = "tensorgate._core")]
 #[derive(Debug, PartialEq)]
 pub struct InferResponse {

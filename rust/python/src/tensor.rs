@@ -13,6 +13,11 @@ use crate::buffer::Buffer;
 use crate::error::to_py;
 use crate::request::{parameters_from_py, parameters_to_py};
 
+/// A named, typed, shaped tensor: `Tensor(name, datatype, shape, data, parameters=None)`.
+///
+/// `data` is a bytes-like object holding the raw little-endian form (BYTES: each element
+/// prefixed by its u32 little-endian length), a numpy array or nested lists (converted to
+/// `datatype`), or for BYTES a sequence of `bytes`/`str`.
 #[pyclass(frozen, eq, module = "tensorgate._core")]
 #[derive(Debug, PartialEq)]
 pub struct Tensor {
