@@ -32,6 +32,19 @@ impl Limits {
     };
 }
 
+impl Limits {
+    /// No bounds, for tensors built in-process from trusted data (shapes are still checked for
+    /// overflow). Never use it for anything decoded from the network.
+    pub const UNLIMITED: Self = Self {
+        max_body_bytes: usize::MAX,
+        max_tensor_elements: usize::MAX,
+        max_rank: usize::MAX,
+        max_tensors: usize::MAX,
+        max_bytes_element_len: usize::MAX,
+        max_json_depth: usize::MAX,
+    };
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self::DEFAULT

@@ -42,8 +42,9 @@ impl Tensor {
     ) -> PyResult<Self> {
         let datatype: DataType = datatype.parse().map_err(to_py)?;
         let raw = raw_data(py, datatype, data)?;
+        // Built from the caller's own data, not decoded from the network: no size limits.
         let mut inner =
-            CoreTensor::new(name, datatype, shape, raw, &Limits::DEFAULT).map_err(to_py)?;
+            CoreTensor::new(name, datatype, shape, raw, &Limits::UNLIMITED).map_err(to_py)?;
         if let Some(parameters) = parameters {
             inner.parameters = parameters_from_py(parameters)?;
         }
