@@ -51,9 +51,10 @@
 //!   dimension 0 give `{"predictions": [{"<name>": <row>, ...}, ...]}`; several outputs that do
 //!   not share it cannot be V1 and are an error (501). Model name, id and parameters have no V1
 //!   form and are dropped.
-//! * Request: one input of rank ≥ 1 gives `{"instances": <its rows>}`; several inputs sharing
-//!   dimension 0 give `{"instances": [{"<name>": <row>, ...}, ...]}`; anything else (a scalar,
-//!   or inputs with different dimension 0) gives columnar `{"inputs": {"<name>": <nested>}}`.
+//! * Request: one input with at least one row gives `{"instances": <its rows>}`; several inputs
+//!   sharing a non-zero dimension 0 give `{"instances": [{"<name>": <row>, ...}, ...]}`; anything
+//!   else (a scalar, zero rows, inputs with different dimension 0, or a first input that would
+//!   read back as a `{"b64": ...}` value) gives columnar `{"inputs": {"<name>": <nested>}}`.
 
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};

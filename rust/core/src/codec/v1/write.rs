@@ -5,7 +5,9 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::codec::json_write;
 use crate::error::{Error, Result};
-use crate::tensor::{InferRequest, InferResponse, Tensor};
+use crate::tensor::{DataType, InferRequest, InferResponse, Tensor};
+
+use super::B64;
 
 /// A rough JSON size of a tensor, to size the output buffer once.
 /// Encodes V2 outputs as a V1 response, `{"predictions": ...}`.
@@ -38,12 +40,13 @@ pub fn encode_request(request: &InferRequest) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(32 + inputs.iter().map(json_size).sum::<usize>());
     match inputs.as_slice() {
         [] => return Err(Error::bad_request("a V1 request needs at least one input")),
-        [input] if !input.shape().is_empty() => {
+        // Rows only when there is at least one: V1 rejects `"instances": []`.
+        [input] if input.shape().first().is_some_and(|&rows| rows > 0) => {
             out.extend_from_slice(b"{\"instances\":");
             Cursor::new(input).nested(&mut out, input.shape())?;
         }
         _ => match shared_rows(inputs) {
-            Some(rows) if inputs.len() > 1 => {
+            Some(rows) if rows > 0 && inputs.len() > 1 && !reads_as_b64(&inputs[0]) => {
                 out.extend_from_slice(b"{\"instances\":");
                 write_named_rows(&mut out, inputs, rows)?;
             }
@@ -72,6 +75,12 @@ fn shared_rows(tensors: &[Tensor]) -> Option<usize> {
         .iter()
         .all(|t| t.shape().first() == Some(&rows))
         .then_some(rows)
+}
+
+/// Whether `tensor`, first in a named row, would make the row `{"b64": "<string>", ...}`, which
+/// V1 reads as a binary value rather than a tensor named `b64`.
+fn reads_as_b64(tensor: &Tensor) -> bool {
+    tensor.name == B64 && tensor.datatype() == DataType::Bytes && tensor.shape().len() == 1
 }
 
 fn describe(tensors: &[Tensor]) -> String {
