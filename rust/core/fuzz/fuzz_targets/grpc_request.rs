@@ -6,14 +6,19 @@
 
 use bytes::Bytes;
 use fuzz_common::{
-    DataEq, LIMITS, assert_not_internal, assert_request_eq, show, through_v2_binary_request, v2_body,
+    DataEq, LIMITS, assert_not_internal, assert_request_eq, show, through_v2_binary_request,
+    v2_body,
 };
 use libfuzzer_sys::fuzz_target;
-use tensorgate_core::codec::{grpc, v2};
 use tensorgate_core::InferRequest;
+use tensorgate_core::codec::{grpc, v2};
 
 fn encode(request: &InferRequest) -> Vec<u8> {
-    grpc::encode_request(request, request.model_name.as_deref().unwrap_or_default(), request.model_version.as_deref())
+    grpc::encode_request(
+        request,
+        request.model_name.as_deref().unwrap_or_default(),
+        request.model_version.as_deref(),
+    )
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -32,8 +37,17 @@ fuzz_target!(|data: &[u8]| {
     let encoded = v2::encode_request(&request, true)
         .unwrap_or_else(|e| panic!("v2::encode_request failed: {e}\n{request:?}"));
     let (body, header_length) = v2_body(&encoded);
-    let rest = v2::decode_request(&body, header_length, &LIMITS)
-        .unwrap_or_else(|e| panic!("V2 form of a gRPC request does not decode: {e}\n{}", show(&encoded)));
+    let rest = v2::decode_request(&body, header_length, &LIMITS).unwrap_or_else(|e| {
+        panic!(
+            "V2 form of a gRPC request does not decode: {e}\n{}",
+            show(&encoded)
+        )
+    });
     let expected = through_v2_binary_request(&request);
-    assert_request_eq(&expected, &rest, DataEq::Exact, "gRPC request through V2 binary");
+    assert_request_eq(
+        &expected,
+        &rest,
+        DataEq::Exact,
+        "gRPC request through V2 binary",
+    );
 });

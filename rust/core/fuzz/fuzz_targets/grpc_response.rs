@@ -22,7 +22,11 @@ fuzz_target!(|data: &[u8]| {
     let again = grpc::decode_response(Bytes::from(encoded.clone()), &LIMITS)
         .unwrap_or_else(|e| panic!("re-encoded response does not decode: {e}\n{response:?}"));
     assert_response_eq(&response, &again, DataEq::Exact, "gRPC response");
-    assert_eq!(encoded, grpc::encode_response(&again), "re-encoding is not a fixed point");
+    assert_eq!(
+        encoded,
+        grpc::encode_response(&again),
+        "re-encoding is not a fixed point"
+    );
 
     // Through V2 REST with every output binary: only the signedness of integer parameters and
     // `binary_data_size` (owned by the extension) may change.
@@ -30,8 +34,16 @@ fuzz_target!(|data: &[u8]| {
         .unwrap_or_else(|e| panic!("v2::encode_response failed: {e}\n{response:?}"));
     let (body, header_length) = v2_body(&encoded);
     let rest = v2::decode_response(&body, header_length, &LIMITS).unwrap_or_else(|e| {
-        panic!("V2 form of a gRPC response does not decode: {e}\n{}", show(&encoded))
+        panic!(
+            "V2 form of a gRPC response does not decode: {e}\n{}",
+            show(&encoded)
+        )
     });
     let expected = through_v2_binary_response(&response);
-    assert_response_eq(&expected, &rest, DataEq::Exact, "gRPC response through V2 binary");
+    assert_response_eq(
+        &expected,
+        &rest,
+        DataEq::Exact,
+        "gRPC response through V2 binary",
+    );
 });

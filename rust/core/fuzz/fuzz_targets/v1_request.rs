@@ -26,5 +26,9 @@ fuzz_target!(|data: &[u8]| {
     );
     let encoded_again = v1::encode_request(&again)
         .unwrap_or_else(|e| panic!("second encode_request failed: {e}\nbody: {text}"));
-    assert_eq!(text, String::from_utf8_lossy(&encoded_again), "re-encoding is not a fixed point");
+    assert_eq!(
+        text,
+        String::from_utf8_lossy(&encoded_again),
+        "re-encoding is not a fixed point"
+    );
 });

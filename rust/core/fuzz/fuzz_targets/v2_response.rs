@@ -13,7 +13,9 @@ use tensorgate_core::codec::v2;
 use tensorgate_core::tensor::BinaryOutputs;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((body, header_length)) = split_v2_input(data) else { return };
+    let Some((body, header_length)) = split_v2_input(data) else {
+        return;
+    };
     let response = match v2::decode_response(&body, header_length, &LIMITS) {
         Ok(response) => response,
         Err(e) => return assert_not_internal(&e, "decode_response"),
@@ -25,12 +27,23 @@ fuzz_target!(|data: &[u8]| {
         });
         let (body, header_length) = v2_body(&encoded);
         let again = v2::decode_response(&body, header_length, &LIMITS).unwrap_or_else(|e| {
-            panic!("re-encoded response (binary={binary}) does not decode: {e}\n{}", show(&encoded))
+            panic!(
+                "re-encoded response (binary={binary}) does not decode: {e}\n{}",
+                show(&encoded)
+            )
         });
         let mode = if binary { DataEq::Exact } else { DataEq::Json };
-        assert_response_eq(&response, &again, mode, &format!("V2 response, binary={binary}"));
+        assert_response_eq(
+            &response,
+            &again,
+            mode,
+            &format!("V2 response, binary={binary}"),
+        );
         let encoded_again = v2::encode_response(&again, &outputs)
             .unwrap_or_else(|e| panic!("second encode_response(binary={binary}) failed: {e}"));
-        assert_eq!(encoded, encoded_again, "re-encoding is not a fixed point (binary={binary})");
+        assert_eq!(
+            encoded, encoded_again,
+            "re-encoding is not a fixed point (binary={binary})"
+        );
     }
 });

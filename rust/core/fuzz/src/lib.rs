@@ -41,7 +41,9 @@ fn parameter_eq(a: &Parameter, b: &Parameter) -> bool {
 /// Parameters compare in order: every codec keeps the order it read them in.
 pub fn parameters_eq(a: &Parameters, b: &Parameters) -> bool {
     a.len() == b.len()
-        && a.iter().zip(b).all(|((ka, va), (kb, vb))| ka == kb && parameter_eq(va, vb))
+        && a.iter()
+            .zip(b)
+            .all(|((ka, va), (kb, vb))| ka == kb && parameter_eq(va, vb))
 }
 
 pub fn data_eq(datatype: DataType, a: &[u8], b: &[u8], mode: DataEq) -> bool {
@@ -50,16 +52,18 @@ pub fn data_eq(datatype: DataType, a: &[u8], b: &[u8], mode: DataEq) -> bool {
     }
     match (mode, datatype) {
         (DataEq::Json, DataType::Bool) => a.iter().zip(b).all(|(x, y)| (*x != 0) == (*y != 0)),
-        (DataEq::Json, DataType::Fp32) => {
-            a.as_chunks::<4>().0.iter().zip(b.as_chunks::<4>().0).all(|(x, y)| {
-                f32_eq(f32::from_le_bytes(*x), f32::from_le_bytes(*y))
-            })
-        }
-        (DataEq::Json, DataType::Fp64) => {
-            a.as_chunks::<8>().0.iter().zip(b.as_chunks::<8>().0).all(|(x, y)| {
-                f64_eq(f64::from_le_bytes(*x), f64::from_le_bytes(*y))
-            })
-        }
+        (DataEq::Json, DataType::Fp32) => a
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .zip(b.as_chunks::<4>().0)
+            .all(|(x, y)| f32_eq(f32::from_le_bytes(*x), f32::from_le_bytes(*y))),
+        (DataEq::Json, DataType::Fp64) => a
+            .as_chunks::<8>()
+            .0
+            .iter()
+            .zip(b.as_chunks::<8>().0)
+            .all(|(x, y)| f64_eq(f64::from_le_bytes(*x), f64::from_le_bytes(*y))),
         _ => a == b,
     }
 }
@@ -78,7 +82,9 @@ pub fn tensors_eq(a: &[Tensor], b: &[Tensor], mode: DataEq) -> bool {
 
 fn requested_outputs_eq(a: &[RequestedOutput], b: &[RequestedOutput]) -> bool {
     a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| x.name == y.name && parameters_eq(&x.parameters, &y.parameters))
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.name == y.name && parameters_eq(&x.parameters, &y.parameters))
 }
 
 pub fn request_eq(a: &InferRequest, b: &InferRequest, mode: DataEq) -> bool {
@@ -117,7 +123,11 @@ pub fn assert_response_eq(first: &InferResponse, second: &InferResponse, mode: D
 /// A decoder may reject anything, but an `Internal` error means a broken invariant on our side.
 #[track_caller]
 pub fn assert_not_internal(error: &Error, what: &str) {
-    assert_ne!(error.kind(), ErrorKind::Internal, "{what}: internal error: {error}");
+    assert_ne!(
+        error.kind(),
+        ErrorKind::Internal,
+        "{what}: internal error: {error}"
+    );
 }
 
 /// Splits a V2 target input into a body and its `Inference-Header-Content-Length`. The input
@@ -148,7 +158,10 @@ pub fn show(encoded: &Encoded) -> String {
 /// names a lone row-format tensor `input-0` / `output-0`).
 pub fn v1_tensors_eq(a: &[Tensor], b: &[Tensor]) -> bool {
     let names = a.len() > 1;
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| tensor_eq(x, y, DataEq::Json, names))
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| tensor_eq(x, y, DataEq::Json, names))
 }
 
 /// Rewrites parameters into what JSON can tell apart: JSON numbers have no signedness, so a

@@ -422,6 +422,11 @@ impl<'j> TensorFields<'j> {
                 "name" => {
                     self.name = Some(json_read::next_string(jiter).map_err(|e| e.context("name"))?);
                 }
+                // `data` is parsed as soon as `shape` and `datatype` are known, so a second
+                // `shape`, `datatype` or `data` would leave data that does not match the tensor.
+                "shape" | "datatype" | "data" if self.has(&field) => {
+                    return Err(Error::bad_request(format!("has '{field}' more than once")));
+                }
                 "shape" => self.shape = Some(shape(jiter, limits)?),
                 "datatype" => {
                     let text = json_read::next_string(jiter).map_err(|e| e.context("datatype"))?;
@@ -434,6 +439,15 @@ impl<'j> TensorFields<'j> {
             key = next_key(jiter)?;
         }
         Ok(())
+    }
+
+    /// Whether `field` (`shape`, `datatype` or `data`) has been read already.
+    fn has(&self, field: &str) -> bool {
+        match field {
+            "shape" => self.shape.is_some(),
+            "datatype" => self.datatype.is_some(),
+            _ => !matches!(self.data, Data::Missing),
+        }
     }
 
     fn read_data(&self, reader: &mut Reader<'j>, limits: &Limits) -> Result<Data<'j>> {

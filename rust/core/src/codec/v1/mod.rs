@@ -49,8 +49,10 @@
 //!
 //! * Response: one output gives `{"predictions": <the output nested>}`; several outputs that share
 //!   dimension 0 give `{"predictions": [{"<name>": <row>, ...}, ...]}`; several outputs that do
-//!   not share it cannot be V1 and are an error (501). Model name, id and parameters have no V1
-//!   form and are dropped.
+//!   not share it cannot be V1 and are an error (501), unless the first is a BYTES output named
+//!   `b64`, whose rows would read back as a binary value: those are written columnar,
+//!   `{"predictions": {"<name>": <nested>, ...}}`. Model name, id and parameters have no V1 form
+//!   and are dropped.
 //! * Request: one input with at least one row gives `{"instances": <its rows>}`; several inputs
 //!   sharing a non-zero dimension 0 give `{"instances": [{"<name>": <row>, ...}, ...]}`; anything
 //!   else (a scalar, zero rows, inputs with different dimension 0, or a first input that would

@@ -18,6 +18,8 @@ pub fn encode_response(response: &InferResponse) -> Result<Vec<u8>> {
     match outputs.as_slice() {
         [] => out.extend_from_slice(b"[]"),
         [output] => Cursor::new(output).nested(&mut out, output.shape())?,
+        // Rows would start `{"b64": "<string>", ...}` and read back as one binary value.
+        [first, ..] if reads_as_b64(first) => write_columns(&mut out, outputs)?,
         _ => {
             let rows = shared_rows(outputs).ok_or_else(|| {
                 Error::unsupported(format!(
@@ -51,12 +53,8 @@ pub fn encode_request(request: &InferRequest) -> Result<Vec<u8>> {
                 write_named_rows(&mut out, inputs, rows)?;
             }
             _ => {
-                out.extend_from_slice(b"{\"inputs\":{");
-                for (i, input) in inputs.iter().enumerate() {
-                    json_write::key(&mut out, &input.name, i == 0);
-                    Cursor::new(input).nested(&mut out, input.shape())?;
-                }
-                out.push(b'}');
+                out.extend_from_slice(b"{\"inputs\":");
+                write_columns(&mut out, inputs)?;
             }
         },
     }
@@ -64,8 +62,20 @@ pub fn encode_request(request: &InferRequest) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// A capacity hint for a tensor's V1 JSON, so the buffer is sized once.
 fn json_size(tensor: &Tensor) -> usize {
-    16 + tensor.name.len() + tensor.data().len() * 3
+    16 + tensor.name.len() * 6 + json_write::max_data_len(tensor)
+}
+
+/// Writes `{"<name>": <nested>, ...}`: every tensor whole (the columnar form).
+fn write_columns(out: &mut Vec<u8>, tensors: &[Tensor]) -> Result<()> {
+    out.push(b'{');
+    for (i, tensor) in tensors.iter().enumerate() {
+        json_write::key(out, &tensor.name, i == 0);
+        Cursor::new(tensor).nested(out, tensor.shape())?;
+    }
+    out.push(b'}');
+    Ok(())
 }
 
 /// Dimension 0 shared by all `tensors` (all of rank ≥ 1), if any.
