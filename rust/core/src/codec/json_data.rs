@@ -174,6 +174,10 @@ struct Float<T>(std::marker::PhantomData<T>);
 trait FloatWidth: fast_float2::FastFloat {
     const NAME: &'static str;
     fn put(self, out: &mut Vec<u8>);
+    /// A cheaper parse for the common case, or `None` to let fast-float decide.
+    fn fast_path(_text: &[u8]) -> Option<(Self, usize)> {
+        None
+    }
 }
 
 impl FloatWidth for f32 {
@@ -181,6 +185,96 @@ impl FloatWidth for f32 {
     fn put(self, out: &mut Vec<u8>) {
         out.put_f32_le(self);
     }
+    fn fast_path(text: &[u8]) -> Option<(Self, usize)> {
+        fast_f32(text)
+    }
+}
+
+/// Exact powers of ten in f64 (10^22 is the largest).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Clinger's fast path through f64, for FP32 text of at most 19 digits and a decimal exponent
+/// within ±22: the mantissa and the power of ten are exact in f64, so one multiplication or
+/// division gives the correctly rounded f64. Rounding that to f32 rounds twice, which differs
+/// from rounding once only when the f64 lies exactly on a midpoint between two f32s (an f64 can
+/// hold the midpoint, so nothing lies between it and the true value); midpoints are left to
+/// fast-float. Shortest-form FP32 text (8 or 9 digits) misses fast-float's own f32 fast path.
+fn fast_f32(text: &[u8]) -> Option<(f32, usize)> {
+    let negative = text.first() == Some(&b'-');
+    let mut i = usize::from(negative);
+    let mut mantissa = 0u64;
+    let mut digits = 0usize;
+    let mut take_digits = |i: &mut usize| -> Option<usize> {
+        let start = *i;
+        while let Some(&d) = text.get(*i).filter(|d| d.is_ascii_digit()) {
+            digits += 1;
+            if digits > 19 {
+                return None;
+            }
+            mantissa = mantissa * 10 + u64::from(d - b'0');
+            *i += 1;
+        }
+        Some(*i - start)
+    };
+    if take_digits(&mut i)? == 0 {
+        return None;
+    }
+    let mut exponent = 0i32;
+    if text.get(i) == Some(&b'.') {
+        i += 1;
+        let fraction = take_digits(&mut i)?;
+        if fraction == 0 {
+            return None;
+        }
+        exponent = -i32::try_from(fraction).ok()?;
+    }
+    if let Some(b'e' | b'E') = text.get(i) {
+        i += 1;
+        let sign = match text.get(i) {
+            Some(b'-') => {
+                i += 1;
+                -1
+            }
+            Some(b'+') => {
+                i += 1;
+                1
+            }
+            _ => 1,
+        };
+        let start = i;
+        let mut value = 0i32;
+        while let Some(&d) = text.get(i).filter(|d| d.is_ascii_digit()) {
+            if i - start == 3 {
+                return None;
+            }
+            value = value * 10 + i32::from(d - b'0');
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        exponent += sign * value;
+    }
+    if mantissa > 1 << 53 {
+        return None;
+    }
+    let power = *POW10.get(usize::try_from(exponent.unsigned_abs()).ok()?)?;
+    #[allow(clippy::cast_precision_loss)] // mantissa <= 2^53 is exact in f64
+    let wide = if exponent >= 0 {
+        mantissa as f64 * power
+    } else {
+        mantissa as f64 / power
+    };
+    // Below f32's 24 bits an f64 keeps 29 more: exactly 1 then zeros is a midpoint.
+    if wide.to_bits() & ((1 << 29) - 1) == 1 << 28 {
+        return None;
+    }
+    #[allow(clippy::cast_possible_truncation)] // the rounding to f32 is the point
+    let narrow = wide as f32;
+    Some((if negative { -narrow } else { narrow }, i))
 }
 
 impl FloatWidth for f64 {
@@ -199,10 +293,12 @@ impl<T: FloatWidth> Element for Float<T> {
             [b'I', ..] if text.starts_with(b"Infinity") => (T::INFINITY, 8),
             [b'-', b'I', ..] if text.starts_with(b"-Infinity") => (T::NEG_INFINITY, 9),
             // JSON numbers start with a digit, or a minus then a digit.
-            [b'0'..=b'9', ..] | [b'-', b'0'..=b'9', ..] => fast_float2::parse_partial(text)
-                .map_err(|_| {
+            [b'0'..=b'9', ..] | [b'-', b'0'..=b'9', ..] => match T::fast_path(text) {
+                Some(parsed) => parsed,
+                None => fast_float2::parse_partial(text).map_err(|_| {
                     Error::bad_request(format!("value {} is not a valid {}", token(text), T::NAME))
                 })?,
+            },
             _ => return Err(unexpected(text, 0, &format!("a number for {}", T::NAME))),
         };
         value.put(out);
@@ -312,5 +408,79 @@ impl Element for Text {
         let element = jiter.next_str().map_err(syntax)?;
         bytes_element(out, element.as_bytes(), limits)?;
         Ok(jiter.current_index())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::fast_f32;
+
+    /// fast-float parses straight to f32, correctly rounded: the reference.
+    fn reference(text: &str) -> f32 {
+        fast_float2::parse(text).unwrap()
+    }
+
+    fn same(text: &str) {
+        if let Some((value, used)) = fast_f32(text.as_bytes()) {
+            assert_eq!(used, text.len(), "{text}");
+            assert_eq!(value.to_bits(), reference(text).to_bits(), "{text}");
+        }
+    }
+
+    #[test]
+    fn midpoints_and_edges_match_fast_float() {
+        // 2^24 + 1 lies exactly between two f32s: must round to even, not be rounded twice.
+        for text in [
+            "16777217",
+            "16777219",
+            "-0.0",
+            "0",
+            "9007199254740993",
+            "1e22",
+            "1e-22",
+            "3.4028235e+38",
+        ] {
+            same(text);
+        }
+        assert!(fast_f32(b"16777217").is_none());
+        // Typical shortest-form FP32 text takes the fast path.
+        for text in ["-0.12345678", "1.3274328", "0.99915266", "2.5e+10", "1e-7"] {
+            assert!(fast_f32(text.as_bytes()).is_some(), "{text}");
+            same(text);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 20_000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn decimal_text_matches_fast_float(
+            mantissa in 0u64..(1 << 53),
+            exponent in -25i32..25,
+            negative in any::<bool>(),
+            split in 0usize..20,
+        ) {
+            let digits = mantissa.to_string();
+            let sign = if negative { "-" } else { "" };
+            // Both with an exponent and with a decimal point inside the digits.
+            same(&format!("{sign}{digits}e{exponent}"));
+            let point = split.min(digits.len() - 1).max(1);
+            if point < digits.len() {
+                same(&format!("{sign}{}.{}", &digits[..point], &digits[point..]));
+            }
+        }
+
+        #[test]
+        fn shortest_f32_text_round_trips(bits in any::<u32>()) {
+            let value = f32::from_bits(bits);
+            prop_assume!(value.is_finite());
+            let text = zmij::Buffer::new().format_finite(value).to_owned();
+            if let Some((parsed, _)) = fast_f32(text.as_bytes()) {
+                prop_assert_eq!(parsed.to_bits(), value.to_bits(), "{}", text);
+            }
+        }
     }
 }
