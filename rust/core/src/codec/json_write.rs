@@ -75,8 +75,22 @@ float_writer!(float32, f32);
 float_writer!(float64, f64);
 
 pub fn parameters(out: &mut Vec<u8>, parameters: &Parameters) {
+    parameter_entries(
+        out,
+        parameters
+            .iter()
+            .map(|(name, value)| (name.as_str(), value)),
+    );
+}
+
+/// Writes a parameters object from entries, so callers can filter or add entries without
+/// building a new map.
+pub fn parameter_entries<'a>(
+    out: &mut Vec<u8>,
+    entries: impl IntoIterator<Item = (&'a str, &'a Parameter)>,
+) {
     out.push(b'{');
-    for (i, (name, value)) in parameters.iter().enumerate() {
+    for (i, (name, value)) in entries.into_iter().enumerate() {
         key(out, name, i == 0);
         parameter(out, value);
     }

@@ -228,17 +228,21 @@ fn write_tensor(out: &mut Vec<u8>, tensor: &Tensor, binary: bool) -> Result<()> 
     }
     out.push(b']');
     // The tensor's own binary_data_size (kept by a caller) describes the wire form we are
-    // not necessarily writing: drop it, and add ours when the tensor goes binary.
-    let mut parameters = tensor.parameters.clone();
-    parameters.shift_remove(BINARY_DATA_SIZE);
-    if binary {
-        let size = i64::try_from(tensor.data().len())
-            .map_err(|_| Error::internal("tensor larger than i64::MAX bytes"))?;
-        parameters.insert(BINARY_DATA_SIZE.to_owned(), Parameter::Int64(size));
-    }
-    if !parameters.is_empty() {
+    // not necessarily writing: skip it, and add ours when the tensor goes binary. Written from
+    // the entries, without copying the parameter map.
+    let size = binary
+        .then(|| i64::try_from(tensor.data().len()).map(Parameter::Int64))
+        .transpose()
+        .map_err(|_| Error::internal("tensor larger than i64::MAX bytes"))?;
+    let own = tensor
+        .parameters
+        .iter()
+        .filter(|(name, _)| name.as_str() != BINARY_DATA_SIZE)
+        .map(|(name, value)| (name.as_str(), value));
+    let ours = size.as_ref().map(|size| (BINARY_DATA_SIZE, size));
+    if ours.is_some() || own.clone().next().is_some() {
         json_write::key(out, "parameters", false);
-        json_write::parameters(out, &parameters);
+        json_write::parameter_entries(out, own.chain(ours));
     }
     if !binary {
         json_write::key(out, "data", false);
