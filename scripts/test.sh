@@ -22,6 +22,12 @@ step "python: install into .venv"
 python -m pip install -q --upgrade pip
 python -m pip install -q -e '.[test]'
 
+step "python: MLServer backend in .venv-mlserver (MLServer 1.7.1 pins an older fastapi than kserve)"
+if ! .venv-mlserver/bin/python -c 'import mlserver' 2>/dev/null; then
+    python3 -m venv .venv-mlserver
+    .venv-mlserver/bin/pip install -q -r tests/backends/requirements-mlserver.txt
+fi
+
 step "python: lints and types"
 ruff check python tests benches
 ruff format --check python tests benches

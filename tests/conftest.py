@@ -5,6 +5,8 @@ Expected datatypes are taken from tritonclient (the reference V2 client), never 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import ml_dtypes
@@ -12,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import tensorgate
+from servers import Server, start_kserve, start_mlserver
 from tritonclient.utils import np_to_triton_dtype, triton_to_np_dtype
 
 Array = npt.NDArray[Any]
@@ -148,3 +151,73 @@ def assert_protocol_error(
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+# -- real backends (tests/servers.py) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kserve_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A KServe ModelServer (models sum, slow, picky, stats) shared by the session.
+
+    Tests must not stop it; use :func:`start_kserve` for one they stop or restart.
+    """
+    with start_kserve(tmp_path_factory.mktemp("kserve")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mlserver_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """An MLServer 1.7.1 (model sum, V2 REST and gRPC) shared by the session."""
+    with start_mlserver(tmp_path_factory.mktemp("mlserver")) as server:
+        yield server
+
+
+class ServerFactory:
+    """Starts fresh servers for one test (``factory()``); all are stopped when the test ends."""
+
+    def __init__(self, start: Callable[[Path], Server], log_dir: Path) -> None:
+        self._start = start
+        self._log_dir = log_dir
+        self.started: list[Server] = []
+
+    def __call__(self) -> Server:
+        server = self._start(self._log_dir / str(len(self.started)))
+        self.started.append(server)
+        return server
+
+    def stop_all(self) -> None:
+        """Stops every server started (stopping one twice is harmless)."""
+        for server in self.started:
+            server.stop()
+
+
+@pytest.fixture(name="start_kserve")
+def start_kserve_fixture(tmp_path: Path) -> Iterator[ServerFactory]:
+    """A factory of fresh KServe backends, for tests that stop, signal or restart one."""
+    factory = ServerFactory(start_kserve, tmp_path / "kserve")
+    yield factory
+    factory.stop_all()
+
+
+def _servers_of(item: pytest.Item) -> list[Server]:
+    """The servers a test uses: Server fixtures and those its factories started."""
+    found: list[Server] = []
+    for value in getattr(item, "funcargs", {}).values():
+        if isinstance(value, Server):
+            found.append(value)
+        elif isinstance(value, ServerFactory):
+            found.extend(value.started)
+    return found
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attaches the log of every server a failed test used to its report."""
+    report = yield
+    if report.failed:
+        for server in _servers_of(item):
+            report.sections.append((f"{server.name} log (pid {server.pid})", server.log()))
+    return report

@@ -1,19 +1,88 @@
-"""The ``tensorgate`` command."""
+"""The ``tensorgate`` command: ``serve``, ``check-config`` and ``--version``."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
 from collections.abc import Sequence
 
 from tensorgate import __version__
+from tensorgate.config import BackendConfig, ConfigError, GatewayConfig, ModelConfig, load_config
+from tensorgate.demo import DEMO_MODELS
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tensorgate",
         description="A Rust-accelerated data plane for model serving (KServe V1/V2).",
     )
     parser.add_argument("--version", action="version", version=f"tensorgate {__version__}")
-    parser.parse_args(argv)
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser(
+        "serve", help="run the gateway (the built-in demo models when nothing is configured)"
+    )
+    serve.add_argument("--config", help="YAML configuration file (env TENSORGATE_CONFIG)")
+    serve.add_argument("--host", help="listen address (default 0.0.0.0)")
+    serve.add_argument("--http-port", type=int, help="REST port (default 8080)")
+    serve.add_argument("--grpc-port", type=int, help="gRPC port (default 8081)")
+    serve.add_argument("--backend", help="sidecar mode: forward every model to this URL")
+    serve.add_argument("--protocol", choices=["v1", "v2"], help="protocol of --backend")
+    serve.add_argument("--access-log", choices=["text", "json", "off"])
+    serve.add_argument("--drain-timeout-s", type=float)
+    serve.add_argument("--python-workers", type=int)
+    check = commands.add_parser("check-config", help="validate a configuration file and exit")
+    check.add_argument("file")
+    return parser
+
+
+def _flags(args: argparse.Namespace) -> dict[str, object]:
+    names = ("host", "http_port", "grpc_port", "backend", "protocol", "access_log")
+    flags: dict[str, object] = {name: getattr(args, name) for name in names}
+    flags["drain_timeout_s"] = args.drain_timeout_s
+    flags["python_workers"] = args.python_workers
+    return flags
+
+
+def with_demo_models(config: GatewayConfig) -> GatewayConfig:
+    """The built-in demo models, when the configuration names no model at all."""
+    if config.models:
+        return config
+    demo = tuple(
+        ModelConfig(name=name, backend=BackendConfig(kind="python", target=target))
+        for name, target in DEMO_MODELS.items()
+    )
+    return dataclasses.replace(config, models=demo)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from tensorgate.serve import serve
+
+    def load() -> GatewayConfig:
+        return with_demo_models(load_config(args.config, flags=_flags(args)))
+
+    return serve(load(), reload=load)
+
+
+def _check(path: str) -> int:
+    config = load_config(path, env={})
+    print(f"{path}: ok, {len(config.models)} models")
+    for route in config.models:
+        target = route.backend.target or " ".join(route.backend.urls)
+        print(f"  {route.name}: {route.backend.kind} {target}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "check-config":
+            return _check(args.file)
+    except ConfigError as error:
+        print(f"tensorgate: invalid configuration: {error}", file=sys.stderr)
+        return 2
     parser.print_help()
     return 0

@@ -18,8 +18,25 @@ pub enum ErrorKind {
     Unavailable,
     /// A valid request for something this server does not do (HTTP 501, `UNIMPLEMENTED`).
     Unsupported,
+    /// Too many requests in flight for a model: shed instead of queued (HTTP 503,
+    /// `RESOURCE_EXHAUSTED`).
+    Overloaded,
+    /// The backend did not answer in time (HTTP 504, `DEADLINE_EXCEEDED`).
+    Timeout,
+    /// The backend answered with something that is not a valid response (HTTP 502, `UNAVAILABLE`).
+    BadGateway,
     /// A bug or broken invariant on our side (HTTP 500, `INTERNAL`).
     Internal,
+}
+
+/// Which side of the gateway an error comes from. Upstream errors keep the backend's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Origin {
+    /// The client's request (or our own limits applied to it).
+    #[default]
+    Client,
+    /// A backend: its answer, or the failure to reach it.
+    Upstream,
 }
 
 impl ErrorKind {
@@ -30,6 +47,9 @@ impl ErrorKind {
             Self::NotFound => 404,
             Self::Unavailable => 503,
             Self::Unsupported => 501,
+            Self::Overloaded => 503,
+            Self::Timeout => 504,
+            Self::BadGateway => 502,
             Self::Internal => 500,
         }
     }
@@ -41,7 +61,38 @@ impl ErrorKind {
             Self::NotFound => tonic::Code::NotFound,
             Self::Unavailable => tonic::Code::Unavailable,
             Self::Unsupported => tonic::Code::Unimplemented,
+            Self::Overloaded => tonic::Code::ResourceExhausted,
+            Self::Timeout => tonic::Code::DeadlineExceeded,
+            Self::BadGateway => tonic::Code::Unavailable,
             Self::Internal => tonic::Code::Internal,
+        }
+    }
+
+    /// The kind of an HTTP error status received from a backend.
+    pub fn from_http_status(status: u16) -> Self {
+        match status {
+            404 => Self::NotFound,
+            413 => Self::PayloadTooLarge,
+            501 => Self::Unsupported,
+            502 => Self::BadGateway,
+            503 | 429 => Self::Unavailable,
+            504 => Self::Timeout,
+            400..=499 => Self::BadRequest,
+            _ => Self::Internal,
+        }
+    }
+
+    /// The kind of a gRPC status received from a backend.
+    pub fn from_grpc_code(code: tonic::Code) -> Self {
+        use tonic::Code;
+        match code {
+            Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => Self::BadRequest,
+            Code::NotFound => Self::NotFound,
+            Code::Unavailable | Code::Cancelled | Code::Aborted => Self::Unavailable,
+            Code::ResourceExhausted => Self::Overloaded,
+            Code::Unimplemented => Self::Unsupported,
+            Code::DeadlineExceeded => Self::Timeout,
+            _ => Self::Internal,
         }
     }
 }
@@ -52,6 +103,9 @@ impl ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    origin: Origin,
+    /// The backend's own HTTP status, kept as is (a backend 422 stays a 422).
+    status: Option<u16>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -61,7 +115,33 @@ impl Error {
         Self {
             kind,
             message: message.into(),
+            origin: Origin::Client,
+            status: None,
         }
+    }
+
+    /// An error answered or caused by a backend.
+    pub fn upstream(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            origin: Origin::Upstream,
+            ..Self::new(kind, message)
+        }
+    }
+
+    /// A backend's HTTP error status and message, both kept.
+    pub fn upstream_status(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            status: Some(status),
+            ..Self::upstream(ErrorKind::from_http_status(status), message)
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, message)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -88,8 +168,12 @@ impl Error {
         &self.message
     }
 
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
     pub fn http_status(&self) -> u16 {
-        self.kind.http_status()
+        self.status.unwrap_or_else(|| self.kind.http_status())
     }
 
     pub fn grpc_code(&self) -> tonic::Code {

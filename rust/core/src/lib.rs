@@ -5,12 +5,17 @@
 
 pub mod batch;
 pub mod codec;
+pub mod config;
 pub mod error;
 pub mod limits;
+pub mod metrics;
 pub mod proto;
+pub mod route;
+pub mod server;
 pub mod tensor;
+pub mod upstream;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Origin, Result};
 pub use limits::Limits;
 pub use tensor::{
     DataType, InferRequest, InferResponse, Parameter, Parameters, RequestedOutput, Tensor,

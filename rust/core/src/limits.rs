@@ -3,7 +3,8 @@
 
 /// Bounds on untrusted payloads. A payload over a limit is rejected before anything is allocated
 /// for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest request or response body, in bytes (HTTP body or gRPC message).
     pub max_body_bytes: usize,

@@ -4,6 +4,7 @@
 mod buffer;
 mod codec;
 mod error;
+mod gateway;
 mod request;
 mod tensor;
 
@@ -19,5 +20,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<request::InferRequest>()?;
     m.add_class::<request::InferResponse>()?;
     m.add_class::<codec::Limits>()?;
+    m.add_class::<gateway::Gateway>()?;
+    m.add_class::<gateway::PendingCall>()?;
     codec::register(m)
 }

@@ -1,0 +1,97 @@
+"""The gateway's request metrics as a prometheus-client collector.
+
+The Rust core counts requests, bytes and latencies; this collector turns its snapshot into
+metric families at scrape time, so they share one registry (and one ``/metrics`` page) with
+everything else the process registers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+#: Upper bounds of the latency buckets, in seconds (the core's ``metrics::BUCKETS``).
+BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+)  # fmt: skip
+
+#: gRPC status code names by number.
+_GRPC_CODE_NAMES = (
+    "OK CANCELLED UNKNOWN INVALID_ARGUMENT DEADLINE_EXCEEDED NOT_FOUND ALREADY_EXISTS "
+    "PERMISSION_DENIED RESOURCE_EXHAUSTED FAILED_PRECONDITION ABORTED OUT_OF_RANGE "
+    "UNIMPLEMENTED INTERNAL UNAVAILABLE DATA_LOSS UNAUTHENTICATED"
+)
+_GRPC_NAMES = dict(enumerate(_GRPC_CODE_NAMES.split()))
+
+
+def _code_label(protocol: str, code: int) -> str:
+    """HTTP status for REST, the gRPC status name (``OK``, ``NOT_FOUND``) for gRPC."""
+    return _GRPC_NAMES.get(code, str(code)) if protocol == "grpc" else str(code)
+
+
+def _buckets(histogram: dict[str, Any]) -> list[tuple[str, float]]:
+    counts = histogram.get("buckets") or [0] * len(BUCKETS)
+    pairs = [(repr(bound), float(n)) for bound, n in zip(BUCKETS, counts, strict=True)]
+    return [*pairs, ("+Inf", float(histogram.get("count", 0)))]
+
+
+class GatewayCollector(Collector):
+    """Reads ``snapshot()`` (the core's ``Gateway.metrics_json``) on every scrape."""
+
+    def __init__(self, snapshot: Callable[[], str]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        data = json.loads(self._snapshot())
+        requests = CounterMetricFamily(
+            "tensorgate_requests", "Inference requests by model, protocol and answer code",
+            labels=["model", "protocol", "code"],
+        )  # fmt: skip
+        bytes_in = CounterMetricFamily(
+            "tensorgate_request_bytes", "Request body bytes", labels=["model", "protocol"]
+        )
+        bytes_out = CounterMetricFamily(
+            "tensorgate_response_bytes", "Response body bytes", labels=["model", "protocol"]
+        )
+        duration = HistogramMetricFamily(
+            "tensorgate_request_duration_seconds", "Time from request to answer",
+            labels=["model", "protocol"],
+        )  # fmt: skip
+        predict = HistogramMetricFamily(
+            "request_predict_seconds", "KServe's name: inference latency per model",
+            labels=["model_name"],
+        )  # fmt: skip
+        per_model: dict[str, tuple[list[int], float]] = {}
+        for series in data["series"]:
+            model, protocol = series["model"], series["protocol"]
+            for code, count in series["codes"].items():
+                requests.add_metric([model, protocol, _code_label(protocol, int(code))], count)
+            bytes_in.add_metric([model, protocol], series["bytes_in"])
+            bytes_out.add_metric([model, protocol], series["bytes_out"])
+            hist = series["duration"]
+            duration.add_metric([model, protocol], _buckets(hist), hist["sum"])
+            counts, total = per_model.get(model, ([0] * (len(BUCKETS) + 1), 0.0))
+            row = [*(hist.get("buckets") or [0] * len(BUCKETS)), hist.get("count", 0)]
+            per_model[model] = (
+                [a + b for a, b in zip(counts, row, strict=True)],
+                total + hist["sum"],
+            )
+        for model, (counts, total) in per_model.items():
+            merged = {"buckets": counts[:-1], "count": counts[-1]}
+            predict.add_metric([model], _buckets(merged), total)
+        in_flight = GaugeMetricFamily(
+            "tensorgate_in_flight_requests", "Requests in flight per route", labels=["model"]
+        )
+        for model, count in data["in_flight"]:
+            in_flight.add_metric([model], count)
+        yield from (requests, bytes_in, bytes_out, duration, predict, in_flight)

@@ -1,0 +1,93 @@
+//! The gateway's resolved configuration: the JSON snapshot the Python layer builds from the YAML
+//! file, environment and flags (`tensorgate.config.GatewayConfig.to_core()`). Python validates
+//! and explains; this side only refuses anything it does not know, so the two cannot drift.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::limits::Limits;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub host: String,
+    pub http_port: u16,
+    pub grpc_port: u16,
+    pub grpc_max_message_bytes: usize,
+    pub drain_timeout_ms: u64,
+    pub access_log: AccessLog,
+    /// Request headers copied to backends (lowercase names).
+    pub forward_headers: Vec<String>,
+    pub health_check_interval_ms: u64,
+    pub metadata_ttl_ms: u64,
+    pub python_workers: usize,
+    pub models: Vec<ModelConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLog {
+    Off,
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The model name clients use, or `*` for the wildcard route.
+    pub name: String,
+    pub backend: BackendConfig,
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub retry_backoff_ms: u64,
+    pub max_concurrency: usize,
+    pub eject_after_failures: u32,
+    pub eject_ms: u64,
+    pub limits: Limits,
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BackendConfig {
+    Http {
+        urls: Vec<String>,
+        protocol: HttpProtocol,
+        binary: bool,
+        model: Option<String>,
+    },
+    Grpc {
+        urls: Vec<String>,
+        model: Option<String>,
+    },
+    Python {
+        target: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpProtocol {
+    V1,
+    V2,
+}
+
+impl GatewayConfig {
+    pub fn from_json(json: &str) -> Result<Self> {
+        serde_json::from_str(json)
+            .map_err(|e| Error::bad_request(format!("invalid gateway configuration: {e}")))
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
+    }
+}
+
+impl ModelConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}

@@ -1,0 +1,176 @@
+//! Request metrics kept by the gateway: counts by status, bytes, and latency histograms per
+//! model and protocol. The host renders them (with its own metrics) from [`Metrics::snapshot`],
+//! so the gateway needs no exposition code and both share one registry.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Latency bucket bounds in seconds: fine at the low end, where a proxy's own cost lives.
+pub const BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// The front protocol of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    V1,
+    V2,
+    Grpc,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+            Self::Grpc => "grpc",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Histogram {
+    /// Cumulative counts per bound of [`BUCKETS`].
+    pub buckets: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, value: Duration) {
+        let seconds = value.as_secs_f64();
+        if self.buckets.is_empty() {
+            self.buckets = vec![0; BUCKETS.len()];
+        }
+        for (bound, count) in BUCKETS.iter().zip(self.buckets.iter_mut()) {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+}
+
+/// The series of one model and protocol.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Series {
+    pub model: String,
+    pub protocol: Option<Protocol>,
+    /// Requests by answer code: the HTTP status, or the gRPC status code for gRPC.
+    pub codes: BTreeMap<u16, u64>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration: Histogram,
+    pub upstream: Histogram,
+}
+
+/// What one finished request reports.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation {
+    pub code: u16,
+    pub bytes_in: usize,
+    pub bytes_out: usize,
+    pub duration: Duration,
+    /// Time spent waiting for the backend (or the in-process model), when it was reached.
+    pub upstream: Option<Duration>,
+}
+
+type PerProtocol = [Option<Arc<Mutex<Series>>>; 3];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    series: Mutex<HashMap<String, PerProtocol>>,
+}
+
+impl Metrics {
+    pub fn record(&self, model: &str, protocol: Protocol, observation: Observation) {
+        let Some(series) = self.series_for(model, protocol) else {
+            return;
+        };
+        let Ok(mut series) = series.lock() else {
+            return;
+        };
+        *series.codes.entry(observation.code).or_default() += 1;
+        series.bytes_in += observation.bytes_in as u64;
+        series.bytes_out += observation.bytes_out as u64;
+        series.duration.observe(observation.duration);
+        if let Some(upstream) = observation.upstream {
+            series.upstream.observe(upstream);
+        }
+    }
+
+    fn series_for(&self, model: &str, protocol: Protocol) -> Option<Arc<Mutex<Series>>> {
+        let mut all = self.series.lock().ok()?;
+        if !all.contains_key(model) {
+            all.insert(model.to_owned(), PerProtocol::default());
+        }
+        let slot = &mut all.get_mut(model)?[protocol.index()];
+        Some(Arc::clone(slot.get_or_insert_with(|| {
+            Arc::new(Mutex::new(Series {
+                model: model.to_owned(),
+                protocol: Some(protocol),
+                ..Series::default()
+            }))
+        })))
+    }
+
+    /// A copy of every series.
+    pub fn snapshot(&self) -> Vec<Series> {
+        let Ok(all) = self.series.lock() else {
+            return Vec::new();
+        };
+        all.values()
+            .flatten()
+            .flatten()
+            .filter_map(|series| series.lock().ok().map(|s| s.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_per_model_and_protocol() {
+        let metrics = Metrics::default();
+        let observation = Observation {
+            code: 200,
+            bytes_in: 10,
+            bytes_out: 20,
+            duration: Duration::from_micros(300),
+            upstream: Some(Duration::from_micros(200)),
+        };
+        metrics.record("m", Protocol::V2, observation);
+        metrics.record(
+            "m",
+            Protocol::V2,
+            Observation {
+                code: 404,
+                upstream: None,
+                ..observation
+            },
+        );
+        metrics.record("m", Protocol::Grpc, observation);
+        let mut snapshot = metrics.snapshot();
+        snapshot.sort_by_key(|s| s.protocol.map(Protocol::index));
+        assert_eq!(snapshot.len(), 2);
+        let v2 = &snapshot[0];
+        assert_eq!(v2.codes, BTreeMap::from([(200, 1), (404, 1)]));
+        assert_eq!((v2.bytes_in, v2.bytes_out), (20, 40));
+        assert_eq!(v2.duration.count, 2);
+        assert_eq!(v2.upstream.count, 1);
+        // 300 µs falls in the 0.0005 bucket and above, not in 0.00025.
+        assert_eq!(&v2.duration.buckets[..3], &[0, 0, 2]);
+    }
+}

@@ -1,0 +1,89 @@
+//! Active health checks: each replica of a remote backend is probed at a fixed interval and
+//! taken out of (or put back into) rotation by the verdict. A check task holds only a weak
+//! reference, so it ends when its routing snapshot is replaced.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use ::http::{HeaderMap, Method};
+use bytes::Bytes;
+
+use super::{Backend, Route};
+use crate::config::HttpProtocol;
+use crate::proto::ServerReadyRequest;
+use crate::upstream::http;
+
+/// Longest a probe may take before it counts as a failure.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Probes read at most this much of a health answer.
+const PROBE_MAX_BODY: usize = 64 << 10;
+
+pub fn spawn(route: &Arc<Route>, interval: Duration, client: &http::Client) {
+    if interval.is_zero() || matches!(route.backend, Backend::Local(_)) {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let weak = Arc::downgrade(route);
+    let client = client.clone();
+    runtime.spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            if !check_once(&weak, &client).await {
+                break;
+            }
+        }
+    });
+}
+
+/// Probes every replica once; false when the route is gone.
+async fn check_once(route: &Weak<Route>, client: &http::Client) -> bool {
+    let Some(route) = route.upgrade() else {
+        return false;
+    };
+    match &route.backend {
+        Backend::Http {
+            replicas, protocol, ..
+        } => {
+            for replica in replicas.all() {
+                let healthy = probe_http(client, &replica.url, *protocol).await;
+                replicas.set_healthy(replica, healthy);
+            }
+        }
+        Backend::Grpc { replicas, .. } => {
+            for replica in replicas.all() {
+                let mut client = replica.client.clone();
+                let probe = client.server_ready(ServerReadyRequest {});
+                let healthy = matches!(
+                    tokio::time::timeout(PROBE_TIMEOUT, probe).await,
+                    Ok(Ok(response)) if response.get_ref().ready
+                );
+                replicas.set_healthy(replica, healthy);
+            }
+        }
+        Backend::Local(_) => {}
+    }
+    true
+}
+
+/// V2 servers answer `/v2/health/ready`; V1 servers (KServe's own check) answer `/`.
+async fn probe_http(client: &http::Client, url: &str, protocol: HttpProtocol) -> bool {
+    let path = match protocol {
+        HttpProtocol::V2 => "/v2/health/ready",
+        HttpProtocol::V1 => "/",
+    };
+    let probe = http::send(
+        client,
+        Method::GET,
+        url,
+        path,
+        HeaderMap::new(),
+        Bytes::new(),
+        PROBE_MAX_BODY,
+    );
+    matches!(tokio::time::timeout(PROBE_TIMEOUT, probe).await, Ok(Ok(reply)) if reply.is_success())
+}

@@ -1,0 +1,252 @@
+//! The gRPC front end: `inference.GRPCInferenceService` over the same routes as REST, with
+//! errors as gRPC statuses (NOT_FOUND, UNAVAILABLE, INVALID_ARGUMENT, ...).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use http::{HeaderMap, HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use prost::Message;
+use tonic::{Status, async_trait};
+
+use super::{AccessLine, REQUEST_ID, Shared, request_id};
+use crate::error::Error;
+use crate::metrics::{Observation, Protocol};
+use crate::proto::grpc_inference_service_server::{
+    GrpcInferenceService, GrpcInferenceServiceServer,
+};
+use crate::proto::{
+    ModelInferRequest, ModelInferResponse, ModelMetadataRequest, ModelMetadataResponse,
+    ModelReadyRequest, ModelReadyResponse, RepositoryModelLoadRequest, RepositoryModelLoadResponse,
+    RepositoryModelUnloadRequest, RepositoryModelUnloadResponse, ServerLiveRequest,
+    ServerLiveResponse, ServerMetadataRequest, ServerMetadataResponse, ServerReadyRequest,
+    ServerReadyResponse,
+};
+use crate::route::{Route, Routes, not_found};
+
+pub type Service = GrpcInferenceServiceServer<Front>;
+
+const SERVER_NAME: &str = "tensorgate";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub fn service(shared: &Arc<Shared>, max_message_bytes: usize) -> Service {
+    GrpcInferenceServiceServer::new(Front {
+        shared: Arc::clone(shared),
+    })
+    .max_decoding_message_size(max_message_bytes)
+    .max_encoding_message_size(max_message_bytes)
+}
+
+pub fn is_grpc<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+pub trait Call {
+    fn call(
+        &self,
+        request: Request<Incoming>,
+    ) -> impl Future<Output = Result<Response<tonic::body::Body>, Infallible>> + Send;
+}
+
+impl Call for Service {
+    fn call(
+        &self,
+        request: Request<Incoming>,
+    ) -> impl Future<Output = Result<Response<tonic::body::Body>, Infallible>> + Send {
+        let mut service = self.clone();
+        async move { tonic::codegen::Service::call(&mut service, request).await }
+    }
+}
+
+#[derive(Debug)]
+pub struct Front {
+    shared: Arc<Shared>,
+}
+
+fn status(error: &Error) -> Status {
+    Status::new(error.grpc_code(), error.message())
+}
+
+fn find<'r>(routes: &'r Routes, model: &str) -> Result<&'r Route, Status> {
+    routes
+        .get(model)
+        .map(AsRef::as_ref)
+        .ok_or_else(|| status(&not_found(model)))
+}
+
+fn version(version: &str) -> Option<&str> {
+    (!version.is_empty()).then_some(version)
+}
+
+impl Front {
+    /// The forwarded headers and request id of a call (gRPC metadata is headers).
+    fn headers<T>(&self, request: &tonic::Request<T>) -> (HeaderMap, HeaderValue) {
+        let headers = request.metadata().clone().into_headers();
+        let id = request_id(&headers);
+        (self.shared.forwarded(&headers, &id), id)
+    }
+
+    async fn infer(
+        &self,
+        request: tonic::Request<ModelInferRequest>,
+    ) -> Result<ModelInferResponse, Status> {
+        let (headers, _id) = self.headers(&request);
+        let message = request.into_inner();
+        let model = message.model_name.clone();
+        let routes = self.shared.routes.load();
+        let route = find(&routes, &model)?;
+        let _admission = route.admit().map_err(|e| status(&e))?;
+        let model_version = message.model_version.clone();
+        let call = self
+            .shared
+            .call(route, &model, version(&model_version), headers);
+        call.grpc(message).await.map_err(|e| status(&e))
+    }
+}
+
+#[async_trait]
+impl GrpcInferenceService for Front {
+    async fn server_live(
+        &self,
+        _: tonic::Request<ServerLiveRequest>,
+    ) -> Result<tonic::Response<ServerLiveResponse>, Status> {
+        Ok(tonic::Response::new(ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(
+        &self,
+        _: tonic::Request<ServerReadyRequest>,
+    ) -> Result<tonic::Response<ServerReadyResponse>, Status> {
+        Ok(tonic::Response::new(ServerReadyResponse {
+            ready: self.shared.is_ready(),
+        }))
+    }
+
+    async fn model_ready(
+        &self,
+        request: tonic::Request<ModelReadyRequest>,
+    ) -> Result<tonic::Response<ModelReadyResponse>, Status> {
+        let (headers, _) = self.headers(&request);
+        let message = request.into_inner();
+        let routes = self.shared.routes.load();
+        let route = find(&routes, &message.name)?;
+        let call = self
+            .shared
+            .call(route, &message.name, version(&message.version), headers);
+        let ready = !self.shared.draining.load(Ordering::Relaxed)
+            && call.model_ready().await.map_err(|e| status(&e))?;
+        Ok(tonic::Response::new(ModelReadyResponse { ready }))
+    }
+
+    async fn server_metadata(
+        &self,
+        _: tonic::Request<ServerMetadataRequest>,
+    ) -> Result<tonic::Response<ServerMetadataResponse>, Status> {
+        Ok(tonic::Response::new(ServerMetadataResponse {
+            name: SERVER_NAME.to_owned(),
+            version: VERSION.to_owned(),
+            extensions: vec!["model_repository".to_owned()],
+        }))
+    }
+
+    async fn model_metadata(
+        &self,
+        request: tonic::Request<ModelMetadataRequest>,
+    ) -> Result<tonic::Response<ModelMetadataResponse>, Status> {
+        let (headers, _) = self.headers(&request);
+        let message = request.into_inner();
+        let routes = self.shared.routes.load();
+        let route = find(&routes, &message.name)?;
+        let call = self
+            .shared
+            .call(route, &message.name, version(&message.version), headers);
+        call.model_metadata()
+            .await
+            .map(tonic::Response::new)
+            .map_err(|e| status(&e))
+    }
+
+    async fn model_infer(
+        &self,
+        request: tonic::Request<ModelInferRequest>,
+    ) -> Result<tonic::Response<ModelInferResponse>, Status> {
+        let started = Instant::now();
+        let (_, id) = self.headers(&request);
+        let model = request.get_ref().model_name.clone();
+        let bytes_in = request.get_ref().encoded_len();
+        let result = self.infer(request).await;
+        let code = match &result {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        };
+        let bytes_out = result.as_ref().map_or(0, Message::encoded_len);
+        let known = self.shared.routes.load().get(&model).is_some();
+        if known {
+            let observation = Observation {
+                code: code as u16,
+                bytes_in,
+                bytes_out,
+                duration: started.elapsed(),
+                upstream: None,
+            };
+            self.shared
+                .metrics
+                .record(&model, Protocol::Grpc, observation);
+        }
+        let line = AccessLine {
+            request_id: id.to_str().unwrap_or("-"),
+            method: "POST",
+            path: "/inference.GRPCInferenceService/ModelInfer",
+            model: &model,
+            protocol: Protocol::Grpc.as_str(),
+            status: code as u16,
+            latency: started.elapsed(),
+        };
+        line.write(self.shared.settings.load().access_log);
+        let mut response = tonic::Response::new(result?);
+        if let Ok(value) = tonic::metadata::MetadataValue::try_from(id.as_bytes()) {
+            response.metadata_mut().insert(REQUEST_ID, value);
+        }
+        Ok(response)
+    }
+
+    async fn repository_model_load(
+        &self,
+        request: tonic::Request<RepositoryModelLoadRequest>,
+    ) -> Result<tonic::Response<RepositoryModelLoadResponse>, Status> {
+        let (headers, _) = self.headers(&request);
+        let model = request.into_inner().model_name;
+        self.repository(&model, true, headers).await?;
+        Ok(tonic::Response::new(RepositoryModelLoadResponse {
+            model_name: model,
+            is_loaded: true,
+        }))
+    }
+
+    async fn repository_model_unload(
+        &self,
+        request: tonic::Request<RepositoryModelUnloadRequest>,
+    ) -> Result<tonic::Response<RepositoryModelUnloadResponse>, Status> {
+        let (headers, _) = self.headers(&request);
+        let model = request.into_inner().model_name;
+        self.repository(&model, false, headers).await?;
+        Ok(tonic::Response::new(RepositoryModelUnloadResponse {
+            model_name: model,
+            is_unloaded: true,
+        }))
+    }
+}
+
+impl Front {
+    async fn repository(&self, model: &str, load: bool, headers: HeaderMap) -> Result<(), Status> {
+        let routes = self.shared.routes.load();
+        let route = find(&routes, model)?;
+        let call = self.shared.call(route, model, None, headers);
+        call.repository(load).await.map_err(|e| status(&e))
+    }
+}

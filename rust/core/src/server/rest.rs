@@ -1,0 +1,360 @@
+//! The REST front end: KServe's V1 and V2 routes, with every error in the `{"error": ...}`
+//! envelope and KServe's texts for unknown and not-ready models.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::request::Parts;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use super::paths::{self, Endpoint, Mismatch};
+use super::{AccessLine, REQUEST_ID, Shared, request_id};
+use crate::error::{Error, Result};
+use crate::metrics::{Observation, Protocol};
+use crate::route::{Route, not_found, not_ready};
+use crate::upstream::control::metadata_to_json;
+use crate::upstream::forward::{HEADER_LENGTH, JSON, RestFront, RestReply};
+
+const SERVER_NAME: &str = "tensorgate";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Extensions announced by `GET /v2`.
+const EXTENSIONS: [&str; 2] = ["binary_tensor_data", "model_repository"];
+
+/// What the log and the metrics learn about a request while it is handled.
+#[derive(Debug, Default)]
+struct Exchange<'p> {
+    model: Option<&'p str>,
+    protocol: Option<Protocol>,
+    bytes_in: usize,
+}
+
+pub async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let request_id = request_id(&parts.headers);
+    let mut exchange = Exchange::default();
+    let endpoint = paths::parse(&parts.method, parts.uri.path());
+    let quiet = matches!(
+        endpoint,
+        Ok(Endpoint::Live | Endpoint::Ready | Endpoint::Metrics)
+    );
+    let mut response = match endpoint {
+        Ok(endpoint) => answer(shared, endpoint, &parts, body, &request_id, &mut exchange)
+            .await
+            .unwrap_or_else(|error| error_response(&error)),
+        Err(mismatch) => mismatch_response(mismatch),
+    };
+    response
+        .headers_mut()
+        .insert(REQUEST_ID, request_id.clone());
+    let status = response.status().as_u16();
+    if let (Some(model), Some(protocol)) = (exchange.model, exchange.protocol) {
+        let observation = Observation {
+            code: status,
+            bytes_in: exchange.bytes_in,
+            bytes_out: response.body().size_hint_len(),
+            duration: started.elapsed(),
+            upstream: None,
+        };
+        shared.metrics.record(model, protocol, observation);
+    }
+    if !quiet {
+        let line = AccessLine {
+            request_id: request_id.to_str().unwrap_or("-"),
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            model: exchange.model.unwrap_or("-"),
+            protocol: exchange.protocol.map_or("-", Protocol::as_str),
+            status,
+            latency: started.elapsed(),
+        };
+        line.write(shared.settings.load().access_log);
+    }
+    response
+}
+
+trait SizeHint {
+    fn size_hint_len(&self) -> usize;
+}
+
+impl SizeHint for Full<Bytes> {
+    fn size_hint_len(&self) -> usize {
+        usize::try_from(hyper::body::Body::size_hint(self).lower()).unwrap_or(usize::MAX)
+    }
+}
+
+async fn answer<'p>(
+    shared: &Shared,
+    endpoint: Endpoint<'p>,
+    parts: &'p Parts,
+    body: Incoming,
+    request_id: &HeaderValue,
+    exchange: &mut Exchange<'p>,
+) -> Result<Response<Full<Bytes>>> {
+    exchange.model = endpoint.model();
+    match endpoint {
+        Endpoint::Root => Ok(json_response(StatusCode::OK, json!({"status": "alive"}))),
+        Endpoint::Live => Ok(json_response(StatusCode::OK, json!({"live": true}))),
+        Endpoint::Ready => readiness(shared),
+        Endpoint::Metrics => metrics(shared).await,
+        Endpoint::ServerMetadata => Ok(json_response(
+            StatusCode::OK,
+            json!({"name": SERVER_NAME, "version": VERSION, "extensions": EXTENSIONS}),
+        )),
+        Endpoint::V1Models | Endpoint::V2Models => Ok(json_response(
+            StatusCode::OK,
+            json!({"models": shared.routes.load().names()}),
+        )),
+        Endpoint::V1Model(model) => model_ready(shared, model, None, parts, request_id).await,
+        Endpoint::ModelReady(model) => {
+            model_ready(shared, model.name, model.version, parts, request_id).await
+        }
+        Endpoint::ModelMetadata(model) => {
+            let routes = shared.routes.load();
+            let route = find(&routes, model.name)?;
+            let call = shared.call(
+                route,
+                model.name,
+                model.version,
+                shared.forwarded(&parts.headers, request_id),
+            );
+            let metadata = call.model_metadata().await?;
+            Ok(bytes_response(
+                StatusCode::OK,
+                metadata_to_json(&metadata).into(),
+            ))
+        }
+        Endpoint::Load(model) | Endpoint::Unload(model) => {
+            let load = matches!(endpoint, Endpoint::Load(_));
+            let routes = shared.routes.load();
+            let route = find(&routes, model)?;
+            let call = shared.call(
+                route,
+                model,
+                None,
+                shared.forwarded(&parts.headers, request_id),
+            );
+            call.repository(load).await?;
+            let key = if load { "load" } else { "unload" };
+            Ok(json_response(
+                StatusCode::OK,
+                json!({"name": model, key: true}),
+            ))
+        }
+        Endpoint::V1Predict(model) => {
+            exchange.protocol = Some(Protocol::V1);
+            infer(
+                shared,
+                RestFront::V1Predict,
+                model,
+                None,
+                parts,
+                body,
+                request_id,
+                exchange,
+            )
+            .await
+        }
+        Endpoint::V1Explain(model) => {
+            exchange.protocol = Some(Protocol::V1);
+            infer(
+                shared,
+                RestFront::V1Explain,
+                model,
+                None,
+                parts,
+                body,
+                request_id,
+                exchange,
+            )
+            .await
+        }
+        Endpoint::Infer(model) => {
+            exchange.protocol = Some(Protocol::V2);
+            infer(
+                shared,
+                RestFront::V2Infer,
+                model.name,
+                model.version,
+                parts,
+                body,
+                request_id,
+                exchange,
+            )
+            .await
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn infer(
+    shared: &Shared,
+    front: RestFront,
+    model: &str,
+    version: Option<&str>,
+    parts: &Parts,
+    body: Incoming,
+    request_id: &HeaderValue,
+    exchange: &mut Exchange<'_>,
+) -> Result<Response<Full<Bytes>>> {
+    let routes = shared.routes.load();
+    let route = find(&routes, model)?;
+    let _admission = route.admit()?;
+    let header_length = header_length(parts)?;
+    let body = read_body(parts, body, route).await?;
+    exchange.bytes_in = body.len();
+    let call = shared.call(
+        route,
+        model,
+        version,
+        shared.forwarded(&parts.headers, request_id),
+    );
+    let content_type = parts.headers.get(CONTENT_TYPE).cloned();
+    let reply = call.rest(front, body, header_length, content_type).await?;
+    Ok(reply_response(reply))
+}
+
+fn find<'r>(routes: &'r crate::route::Routes, model: &str) -> Result<&'r Route> {
+    routes
+        .get(model)
+        .map(AsRef::as_ref)
+        .ok_or_else(|| not_found(model))
+}
+
+fn header_length(parts: &Parts) -> Result<Option<usize>> {
+    let Some(value) = parts.headers.get(HEADER_LENGTH) else {
+        return Ok(None);
+    };
+    let length = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| {
+            Error::bad_request(format!(
+                "{HEADER_LENGTH} must be a non-negative integer, got {value:?}"
+            ))
+        })?;
+    Ok(Some(length))
+}
+
+/// Reads the body, refusing it as soon as it is known to exceed the route's limit.
+async fn read_body(parts: &Parts, body: Incoming, route: &Route) -> Result<Bytes> {
+    let max = route.limits.max_body_bytes;
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max as u64) {
+        return Err(too_large(max));
+    }
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large(max)),
+        Err(error) => Err(Error::bad_request(format!(
+            "cannot read the request body: {error}"
+        ))),
+    }
+}
+
+fn too_large(max: usize) -> Error {
+    Error::too_large(format!(
+        "request body is larger than max_body_bytes ({max} bytes)"
+    ))
+}
+
+fn readiness(shared: &Shared) -> Result<Response<Full<Bytes>>> {
+    if shared.is_ready() {
+        Ok(json_response(StatusCode::OK, json!({"ready": true})))
+    } else {
+        Err(Error::unavailable("Server is not ready."))
+    }
+}
+
+async fn model_ready(
+    shared: &Shared,
+    model: &str,
+    version: Option<&str>,
+    parts: &Parts,
+    request_id: &HeaderValue,
+) -> Result<Response<Full<Bytes>>> {
+    let routes = shared.routes.load();
+    let route = find(&routes, model)?;
+    let draining = shared.draining.load(std::sync::atomic::Ordering::Relaxed);
+    let call = shared.call(
+        route,
+        model,
+        version,
+        shared.forwarded(&parts.headers, request_id),
+    );
+    if draining || !call.model_ready().await? {
+        return Err(not_ready(model));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"name": model, "ready": true}),
+    ))
+}
+
+async fn metrics(shared: &Shared) -> Result<Response<Full<Bytes>>> {
+    let text = shared.host.metrics().await?;
+    let mut response = bytes_response(StatusCode::OK, text.into());
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+/// 404 and 405 in the V2 error envelope (KServe answers FastAPI's `{"detail": ...}`).
+fn mismatch_response(mismatch: Mismatch) -> Response<Full<Bytes>> {
+    match mismatch {
+        Mismatch::NotFound => error_response(&Error::not_found("Not Found")),
+        Mismatch::MethodNotAllowed(allowed) => {
+            let body =
+                Error::bad_request(format!("Method Not Allowed (use {allowed})")).to_json_body();
+            let mut response = bytes_response(StatusCode::METHOD_NOT_ALLOWED, body.into());
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allowed));
+            response
+        }
+    }
+}
+
+fn reply_response(reply: RestReply) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(reply.body));
+    *response.status_mut() = reply.status;
+    if let Some(content_type) = reply.content_type {
+        response.headers_mut().insert(CONTENT_TYPE, content_type);
+    }
+    if let Some(length) = reply.header_length {
+        response
+            .headers_mut()
+            .insert(HEADER_LENGTH, HeaderValue::from(length));
+    }
+    response
+}
+
+fn bytes_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+    response
+}
+
+fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Full<Bytes>> {
+    bytes_response(status, value.to_string().into())
+}
+
+fn error_response(error: &Error) -> Response<Full<Bytes>> {
+    let status =
+        StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    bytes_response(status, error.to_json_body().into())
+}

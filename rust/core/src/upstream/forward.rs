@@ -1,0 +1,438 @@
+//! Forwarding one inference call to its route's backend, in whatever protocol the backend
+//! speaks. When the client's format is the backend's format the body goes through untouched;
+//! otherwise it is decoded once into the tensor model and encoded for the backend, and the
+//! answer comes back the same way.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{HeaderMap, Method, StatusCode};
+
+use super::{grpc, http as rest};
+use crate::codec::{grpc as grpc_codec, v1, v2};
+use crate::config::HttpProtocol;
+use crate::error::{Error, ErrorKind, Result};
+use crate::proto;
+use crate::route::{Backend, Route};
+use crate::tensor::{InferRequest, InferResponse};
+
+pub const HEADER_LENGTH: &str = "inference-header-content-length";
+pub const JSON: &str = "application/json";
+pub const OCTET_STREAM: &str = "application/octet-stream";
+
+/// One inference call: the route, the model the client named and what to send along.
+#[derive(Debug)]
+pub struct Call<'a> {
+    pub route: &'a Route,
+    pub model: &'a str,
+    pub version: Option<&'a str>,
+    /// Request headers to copy to the backend (already filtered by the allow-list).
+    pub headers: HeaderMap,
+    pub http: &'a rest::Client,
+}
+
+/// The REST protocol a client used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestFront {
+    V1Predict,
+    V1Explain,
+    V2Infer,
+}
+
+/// A REST answer for the client.
+#[derive(Debug)]
+pub struct RestReply {
+    pub status: StatusCode,
+    pub content_type: Option<HeaderValue>,
+    pub header_length: Option<usize>,
+    pub body: Bytes,
+}
+
+impl RestReply {
+    fn json(body: Vec<u8>) -> Self {
+        Self {
+            status: StatusCode::OK,
+            content_type: Some(HeaderValue::from_static(JSON)),
+            header_length: None,
+            body: body.into(),
+        }
+    }
+
+    fn v2(encoded: v2::Encoded) -> Self {
+        let header_length = encoded.header_length();
+        let content_type = if header_length.is_some() {
+            OCTET_STREAM
+        } else {
+            JSON
+        };
+        Self {
+            status: StatusCode::OK,
+            content_type: Some(HeaderValue::from_static(content_type)),
+            header_length,
+            body: encoded.to_vec().into(),
+        }
+    }
+
+    /// A backend's REST answer, status and body unchanged.
+    fn passthrough(reply: rest::Reply) -> Self {
+        let header_length = reply.header(HEADER_LENGTH).and_then(|v| v.parse().ok());
+        Self {
+            status: reply.status,
+            content_type: reply.headers.get(CONTENT_TYPE).cloned(),
+            header_length,
+            body: reply.body,
+        }
+    }
+}
+
+impl Call<'_> {
+    fn backend_model(&self) -> &str {
+        self.route.backend_model(self.model)
+    }
+
+    /// A REST inference call (`:predict`, `:explain`, `/infer`).
+    /// The client's content type is kept when the body goes through unchanged.
+    pub async fn rest(
+        &self,
+        front: RestFront,
+        body: Bytes,
+        header_length: Option<usize>,
+        content_type: Option<HeaderValue>,
+    ) -> Result<RestReply> {
+        if let Some(path) = self.passthrough_path(front, header_length) {
+            let default = if header_length.is_some() {
+                OCTET_STREAM
+            } else {
+                JSON
+            };
+            let mut headers = self.headers.clone();
+            let content_type = content_type.unwrap_or(HeaderValue::from_static(default));
+            headers.insert(CONTENT_TYPE, content_type);
+            if let Some(length) = header_length {
+                headers.insert(HEADER_LENGTH, HeaderValue::from(length));
+            }
+            let reply = self.http_call(&path, headers, body).await?;
+            return Ok(RestReply::passthrough(reply));
+        }
+        let limits = &self.route.limits;
+        match front {
+            RestFront::V1Predict => {
+                let mut request = v1::decode_request(&body, limits)?;
+                self.name_v1_input(&mut request).await;
+                let response = self.infer(request).await?;
+                Ok(RestReply::json(v1::encode_response(&response)?))
+            }
+            RestFront::V1Explain => Err(Error::unsupported(format!(
+                "model '{}' has no V1 explainer: its backend does not speak V1",
+                self.model
+            ))),
+            RestFront::V2Infer => {
+                let request = v2::decode_request(&body, header_length, limits)?;
+                let binary = request.binary_outputs();
+                let id = request.id.clone();
+                let mut response = self.infer(request).await?;
+                response.id = response.id.or(id);
+                Ok(RestReply::v2(v2::encode_response(&response, &binary)?))
+            }
+        }
+    }
+
+    /// A V1 row request has one unnamed input (`input-0`); a model that declares exactly one
+    /// input gets it under the declared name. Without metadata the default name stays.
+    async fn name_v1_input(&self, request: &mut InferRequest) {
+        let [input] = request.inputs.as_mut_slice() else {
+            return;
+        };
+        if input.name != v1::DEFAULT_INPUT_NAME {
+            return;
+        }
+        if let Ok(metadata) = self.model_metadata().await {
+            if let [declared] = metadata.inputs.as_slice() {
+                input.name.clone_from(&declared.name);
+            }
+        }
+    }
+
+    /// The backend path when the body can go through as is: same protocol, and for V2 the
+    /// backend takes the client's encoding (binary backends get binary bodies untouched).
+    fn passthrough_path(&self, front: RestFront, header_length: Option<usize>) -> Option<String> {
+        let Backend::Http {
+            protocol, binary, ..
+        } = &self.route.backend
+        else {
+            return None;
+        };
+        let model = self.backend_model();
+        match (front, protocol) {
+            (RestFront::V1Predict, HttpProtocol::V1) => Some(format!("/v1/models/{model}:predict")),
+            (RestFront::V1Explain, HttpProtocol::V1) => Some(format!("/v1/models/{model}:explain")),
+            (RestFront::V2Infer, HttpProtocol::V2) if !binary || header_length.is_some() => {
+                Some(v2_path(model, self.version, "/infer"))
+            }
+            _ => None,
+        }
+    }
+
+    /// A gRPC `ModelInfer` call.
+    pub async fn grpc(
+        &self,
+        request: proto::ModelInferRequest,
+    ) -> Result<proto::ModelInferResponse> {
+        if matches!(self.route.backend, Backend::Grpc { .. }) {
+            return self.grpc_backend(request).await;
+        }
+        let request = grpc_codec::request_from_proto(request, &self.route.limits)?;
+        let id = request.id.clone();
+        let mut response = self.infer(request).await?;
+        response.id = response.id.or(id);
+        Ok(grpc_codec::response_to_proto(&response))
+    }
+
+    /// Sends a `ModelInfer` message to a gRPC backend as it is, under the backend's model name.
+    async fn grpc_backend(
+        &self,
+        mut request: proto::ModelInferRequest,
+    ) -> Result<proto::ModelInferResponse> {
+        let Backend::Grpc { replicas, .. } = &self.route.backend else {
+            return Err(Error::internal(
+                "gRPC call on a route without a gRPC backend",
+            ));
+        };
+        request.model_name = self.backend_model().to_owned();
+        request.model_version = self.version.unwrap_or_default().to_owned();
+        self.retrying(|| async {
+            let lease = match replicas.pick() {
+                Ok(lease) => lease,
+                Err(error) => return Attempt::Retry(Err(error)),
+            };
+            let mut client = lease.replica.client.clone();
+            let message = grpc::request(request.clone(), &self.headers, self.route.timeout);
+            let result = client.model_infer(message).await;
+            settle_grpc(&lease, &lease.replica.url, result)
+        })
+        .await
+    }
+
+    /// Runs a decoded request on the backend, in the backend's protocol.
+    pub async fn infer(&self, request: InferRequest) -> Result<InferResponse> {
+        let model = self.backend_model().to_owned();
+        let limits = &self.route.limits;
+        let mut response = match &self.route.backend {
+            Backend::Local(local) => {
+                let outputs = request.outputs.clone();
+                let response = local.infer(request).await?;
+                select_outputs(response, &outputs, self.model)?
+            }
+            Backend::Http {
+                protocol: HttpProtocol::V1,
+                ..
+            } => {
+                let body = v1::encode_request(&request)?;
+                let reply = self
+                    .http_json(&format!("/v1/models/{model}:predict"), body.into())
+                    .await?;
+                v1::decode_response(&reply.body, self.model, limits).map_err(invalid_answer)?
+            }
+            Backend::Http {
+                protocol: HttpProtocol::V2,
+                binary,
+                ..
+            } => {
+                let encoded = v2::encode_request(&request, *binary)?;
+                let mut headers = self.headers.clone();
+                let content_type = match encoded.header_length() {
+                    Some(length) => {
+                        headers.insert(HEADER_LENGTH, HeaderValue::from(length));
+                        OCTET_STREAM
+                    }
+                    None => JSON,
+                };
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+                let path = v2_path(&model, self.version, "/infer");
+                let reply = self
+                    .http_call(&path, headers, encoded.to_vec().into())
+                    .await?;
+                if !reply.is_success() {
+                    return Err(reply.to_error());
+                }
+                let header_length = reply.header(HEADER_LENGTH).and_then(|v| v.parse().ok());
+                v2::decode_response(&reply.body, header_length, limits).map_err(invalid_answer)?
+            }
+            Backend::Grpc { .. } => {
+                let proto = grpc_codec::request_to_proto(&request, &model, self.version);
+                let response = self.grpc_backend(proto).await?;
+                grpc_codec::response_from_proto(response, limits).map_err(invalid_answer)?
+            }
+        };
+        response.model_name = self.model.to_owned();
+        Ok(response)
+    }
+
+    /// POSTs a JSON body and insists on a successful answer.
+    async fn http_json(&self, path: &str, body: Bytes) -> Result<rest::Reply> {
+        let mut headers = self.headers.clone();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+        let reply = self.http_call(path, headers, body).await?;
+        if reply.is_success() {
+            Ok(reply)
+        } else {
+            Err(reply.to_error())
+        }
+    }
+
+    /// POSTs to a REST replica, with retries, ejection and the route's timeout. Any answer the
+    /// backend gives is returned; failures to get one, and 502/503 answers, are retried.
+    async fn http_call(&self, path: &str, headers: HeaderMap, body: Bytes) -> Result<rest::Reply> {
+        let Backend::Http { replicas, .. } = &self.route.backend else {
+            return Err(Error::internal(
+                "REST call on a route without a REST backend",
+            ));
+        };
+        let max_body = self.route.limits.max_body_bytes;
+        self.retrying(|| async {
+            let lease = match replicas.pick() {
+                Ok(lease) => lease,
+                Err(error) => return Attempt::Retry(Err(error)),
+            };
+            let url = &lease.replica.url;
+            let sent = rest::send(
+                self.http,
+                Method::POST,
+                url,
+                path,
+                headers.clone(),
+                body.clone(),
+                max_body,
+            )
+            .await;
+            match sent {
+                Ok(reply) if matches!(reply.status.as_u16(), 502 | 503) => {
+                    lease.failed();
+                    Attempt::Retry(Ok(reply))
+                }
+                Ok(reply) => {
+                    lease.succeeded();
+                    Attempt::Done(Ok(reply))
+                }
+                Err(error) => {
+                    lease.failed();
+                    Attempt::Retry(Err(error))
+                }
+            }
+        })
+        .await
+    }
+
+    /// Runs `attempt` until it is done or the route's retries are spent, backing off between
+    /// tries; all of it within the route's timeout.
+    async fn retrying<T, F, Fut>(&self, attempt: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Attempt<T>>,
+    {
+        let route = self.route;
+        let attempts = async {
+            let mut tries = 0;
+            loop {
+                match attempt().await {
+                    Attempt::Retry(_) if tries < route.retries => {
+                        tokio::time::sleep(backoff(route.retry_backoff, tries)).await;
+                        tries += 1;
+                    }
+                    Attempt::Retry(result) | Attempt::Done(result) => return result,
+                }
+            }
+        };
+        tokio::time::timeout(route.timeout, attempts)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::upstream(
+                    ErrorKind::Timeout,
+                    format!(
+                        "backend of model '{}' did not answer within {} ms",
+                        self.model,
+                        route.timeout.as_millis()
+                    ),
+                ))
+            })
+    }
+}
+
+/// The outcome of one try: final, or worth another try if the budget allows (the result is
+/// what the client gets when it does not).
+enum Attempt<T> {
+    Done(Result<T>),
+    Retry(Result<T>),
+}
+
+fn backoff(base: Duration, tries: u32) -> Duration {
+    base.saturating_mul(1 << tries.min(6))
+}
+
+fn settle_grpc<T, C>(
+    lease: &super::replicas::Lease<'_, C>,
+    url: &str,
+    result: std::result::Result<tonic::Response<T>, tonic::Status>,
+) -> Attempt<T> {
+    match result {
+        Ok(response) => {
+            lease.succeeded();
+            Attempt::Done(Ok(response.into_inner()))
+        }
+        Err(status) => {
+            let error = grpc::status_error(url, &status);
+            if error.kind() == ErrorKind::Unavailable {
+                lease.failed();
+                Attempt::Retry(Err(error))
+            } else {
+                lease.succeeded();
+                Attempt::Done(Err(error))
+            }
+        }
+    }
+}
+
+/// A backend answer that does not decode is the backend's fault: 502, not the client's 400.
+fn invalid_answer(error: Error) -> Error {
+    Error::upstream(
+        ErrorKind::BadGateway,
+        format!("backend sent an invalid response: {}", error.message()),
+    )
+}
+
+/// Keeps the requested outputs, in the requested order (an in-process model returns all).
+fn select_outputs(
+    mut response: InferResponse,
+    requested: &[crate::tensor::RequestedOutput],
+    model: &str,
+) -> Result<InferResponse> {
+    if requested.is_empty() {
+        return Ok(response);
+    }
+    let mut outputs = Vec::with_capacity(requested.len());
+    for wanted in requested {
+        let position = response
+            .outputs
+            .iter()
+            .position(|o| o.name == wanted.name)
+            .ok_or_else(|| {
+                Error::bad_request(format!(
+                    "Unexpected inference output '{}' for model '{model}'",
+                    wanted.name
+                ))
+            })?;
+        outputs.push(response.outputs.swap_remove(position));
+    }
+    response.outputs = outputs;
+    Ok(response)
+}
+
+/// `/v2/models/{model}[/versions/{version}]{suffix}`.
+pub fn v2_path(model: &str, version: Option<&str>, suffix: &str) -> String {
+    match version {
+        Some(version) => format!("/v2/models/{model}/versions/{version}{suffix}"),
+        None => format!("/v2/models/{model}{suffix}"),
+    }
+}
