@@ -2,6 +2,7 @@
 //! plus the request and response envelopes of the V2 protocol.
 
 pub mod bytes_elements;
+mod cast;
 mod datatype;
 mod request;
 mod shape;

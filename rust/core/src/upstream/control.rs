@@ -103,7 +103,8 @@ impl Call<'_> {
                     .await
                     .map_err(|s| grpc::status_error(&lease.replica.url, &s))?
                     .into_inner();
-                self.route.cache_metadata(&key, metadata_to_json(&answer).into());
+                self.route
+                    .cache_metadata(&key, metadata_to_json(&answer).into());
                 Ok(answer)
             }
         }

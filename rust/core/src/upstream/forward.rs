@@ -16,7 +16,7 @@ use crate::config::HttpProtocol;
 use crate::error::{Error, ErrorKind, Result};
 use crate::proto;
 use crate::route::{Backend, Route};
-use crate::tensor::{InferRequest, InferResponse};
+use crate::tensor::{DataType, InferRequest, InferResponse, Tensor};
 
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
 pub const JSON: &str = "application/json";
@@ -120,7 +120,7 @@ impl Call<'_> {
         match front {
             RestFront::V1Predict => {
                 let mut request = v1::decode_request(&body, limits)?;
-                self.name_v1_input(&mut request).await;
+                self.conform_v1_inputs(&mut request).await?;
                 let response = self.infer(request).await?;
                 Ok(RestReply::json(v1::encode_response(&response)?))
             }
@@ -139,20 +139,31 @@ impl Call<'_> {
         }
     }
 
-    /// A V1 row request has one unnamed input (`input-0`); a model that declares exactly one
-    /// input gets it under the declared name. Without metadata the default name stays.
-    async fn name_v1_input(&self, request: &mut InferRequest) {
-        let [input] = request.inputs.as_mut_slice() else {
-            return;
+    /// Fits a V1 request to the model's declared inputs, when the model declares them: a lone
+    /// unnamed input (`input-0`) takes the one declared name, and INT64/FP64 values are cast
+    /// to the declared datatypes (V1 JSON has no others).
+    async fn conform_v1_inputs(&self, request: &mut InferRequest) -> Result<()> {
+        let Ok(metadata) = self.model_metadata().await else {
+            return Ok(());
         };
-        if input.name != v1::DEFAULT_INPUT_NAME {
-            return;
+        if let ([input], [declared]) = (request.inputs.as_mut_slice(), metadata.inputs.as_slice())
+            && input.name == v1::DEFAULT_INPUT_NAME
+        {
+            input.name.clone_from(&declared.name);
         }
-        if let Ok(metadata) = self.model_metadata().await {
-            if let [declared] = metadata.inputs.as_slice() {
-                input.name.clone_from(&declared.name);
-            }
-        }
+        let declared_type = |input: &Tensor| {
+            let declared = metadata.inputs.iter().find(|d| d.name == input.name)?;
+            let target = declared.datatype.parse::<DataType>().ok()?;
+            (target != input.datatype() && target != DataType::Bytes).then_some(target)
+        };
+        request.inputs = std::mem::take(&mut request.inputs)
+            .into_iter()
+            .map(|input| match declared_type(&input) {
+                Some(target) => input.cast(target),
+                None => Ok(input),
+            })
+            .collect::<Result<_>>()?;
+        Ok(())
     }
 
     /// The backend path when the body can go through as is: same protocol, and for V2 the
