@@ -67,8 +67,13 @@ class GatewayCollector(Collector):
             "tensorgate_request_duration_seconds", "Time from request to answer",
             labels=["model", "protocol"],
         )  # fmt: skip
+        upstream = HistogramMetricFamily(
+            "tensorgate_upstream_duration_seconds",
+            "Time waiting on the backend or in-process model",
+            labels=["model", "protocol"],
+        )
         predict = HistogramMetricFamily(
-            "request_predict_seconds", "KServe's name: inference latency per model",
+            "request_predict_seconds", "KServe's name: time in the model (backend) per model",
             labels=["model_name"],
         )  # fmt: skip
         per_model: dict[str, tuple[list[int], float]] = {}
@@ -78,13 +83,15 @@ class GatewayCollector(Collector):
                 requests.add_metric([model, protocol, _code_label(protocol, int(code))], count)
             bytes_in.add_metric([model, protocol], series["bytes_in"])
             bytes_out.add_metric([model, protocol], series["bytes_out"])
-            hist = series["duration"]
-            duration.add_metric([model, protocol], _buckets(hist), hist["sum"])
+            total_time, backend_time = series["duration"], series["upstream"]
+            duration.add_metric([model, protocol], _buckets(total_time), total_time["sum"])
+            upstream.add_metric([model, protocol], _buckets(backend_time), backend_time["sum"])
+            # KServe's request_predict_seconds is the time in the model: summed over protocols.
             counts, total = per_model.get(model, ([0] * (len(BUCKETS) + 1), 0.0))
-            row = [*(hist.get("buckets") or [0] * len(BUCKETS)), hist.get("count", 0)]
+            row = [*(backend_time.get("buckets") or [0] * len(BUCKETS)), backend_time["count"]]
             per_model[model] = (
                 [a + b for a, b in zip(counts, row, strict=True)],
-                total + hist["sum"],
+                total + backend_time["sum"],
             )
         for model, (counts, total) in per_model.items():
             merged = {"buckets": counts[:-1], "count": counts[-1]}
@@ -94,4 +101,4 @@ class GatewayCollector(Collector):
         )
         for model, count in data["in_flight"]:
             in_flight.add_metric([model], count)
-        yield from (requests, bytes_in, bytes_out, duration, predict, in_flight)
+        yield from (requests, bytes_in, bytes_out, duration, upstream, predict, in_flight)

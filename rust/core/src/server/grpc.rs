@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -94,6 +94,7 @@ impl Front {
     async fn infer(
         &self,
         request: tonic::Request<ModelInferRequest>,
+        upstream: &mut Option<Duration>,
     ) -> Result<ModelInferResponse, Status> {
         let (headers, _id) = self.headers(&request);
         let message = request.into_inner();
@@ -105,7 +106,9 @@ impl Front {
         let call = self
             .shared
             .call(route, &model, version(&model_version), headers);
-        call.grpc(message).await.map_err(|e| status(&e))
+        let result = call.grpc(message).await.map_err(|e| status(&e));
+        *upstream = call.upstream_time();
+        result
     }
 }
 
@@ -179,7 +182,8 @@ impl GrpcInferenceService for Front {
         let (_, id) = self.headers(&request);
         let model = request.get_ref().model_name.clone();
         let bytes_in = request.get_ref().encoded_len();
-        let result = self.infer(request).await;
+        let mut upstream = None;
+        let result = self.infer(request, &mut upstream).await;
         let code = match &result {
             Ok(_) => tonic::Code::Ok,
             Err(status) => status.code(),
@@ -192,7 +196,7 @@ impl GrpcInferenceService for Front {
                 bytes_in,
                 bytes_out,
                 duration: started.elapsed(),
-                upstream: None,
+                upstream,
             };
             self.shared
                 .metrics

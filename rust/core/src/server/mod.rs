@@ -101,6 +101,7 @@ impl Shared {
             version,
             headers,
             http: &self.http,
+            upstream_nanos: Default::default(),
         }
     }
 }

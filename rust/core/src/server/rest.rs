@@ -1,7 +1,7 @@
 //! The REST front end: KServe's V1 and V2 routes, with every error in the `{"error": ...}`
 //! envelope and KServe's texts for unknown and not-ready models.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
@@ -30,6 +30,7 @@ struct Exchange<'p> {
     model: Option<&'p str>,
     protocol: Option<Protocol>,
     bytes_in: usize,
+    upstream: Option<Duration>,
 }
 
 pub async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -58,7 +59,7 @@ pub async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Ful
             bytes_in: exchange.bytes_in,
             bytes_out: response.body().size_hint_len(),
             duration: started.elapsed(),
-            upstream: None,
+            upstream: exchange.upstream,
         };
         shared.metrics.record(model, protocol, observation);
     }
@@ -214,8 +215,9 @@ async fn infer(
         shared.forwarded(&parts.headers, request_id),
     );
     let content_type = parts.headers.get(CONTENT_TYPE).cloned();
-    let reply = call.rest(front, body, header_length, content_type).await?;
-    Ok(reply_response(reply))
+    let reply = call.rest(front, body, header_length, content_type).await;
+    exchange.upstream = call.upstream_time();
+    Ok(reply_response(reply?))
 }
 
 fn find<'r>(routes: &'r crate::route::Routes, model: &str) -> Result<&'r Route> {

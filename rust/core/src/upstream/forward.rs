@@ -4,7 +4,8 @@
 //! answer comes back the same way.
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
@@ -31,6 +32,8 @@ pub struct Call<'a> {
     /// Request headers to copy to the backend (already filtered by the allow-list).
     pub headers: HeaderMap,
     pub http: &'a rest::Client,
+    /// Time spent waiting on the backend (or the in-process model), for the metrics.
+    pub upstream_nanos: AtomicU64,
 }
 
 /// The REST protocol a client used.
@@ -88,6 +91,23 @@ impl RestReply {
 }
 
 impl Call<'_> {
+    /// Time spent waiting on the backend so far; `None` when it was never reached.
+    pub fn upstream_time(&self) -> Option<Duration> {
+        match self.upstream_nanos.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        }
+    }
+
+    async fn timed<T>(&self, work: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let output = work.await;
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.upstream_nanos
+            .fetch_add(nanos.max(1), Ordering::Relaxed);
+        output
+    }
+
     fn backend_model(&self) -> &str {
         self.route.backend_model(self.model)
     }
@@ -233,7 +253,7 @@ impl Call<'_> {
         let mut response = match &self.route.backend {
             Backend::Local(local) => {
                 let outputs = request.outputs.clone();
-                let response = local.infer(request).await?;
+                let response = self.timed(local.infer(request)).await?;
                 select_outputs(response, &outputs, self.model)?
             }
             Backend::Http {
