@@ -18,7 +18,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from tensorgate.models import Arrays, TensorSpec
+from tensorgate.models import Arrays, InvalidInput, TensorSpec
 
 Outputs = dict[str, npt.NDArray[Any]]
 
@@ -43,7 +43,7 @@ def _input(inputs: Arrays, name: str) -> npt.NDArray[Any]:
     try:
         return np.asarray(inputs[name])
     except KeyError:
-        raise ValueError(f"missing input tensor {name!r}") from None
+        raise InvalidInput(f"missing input tensor {name!r}") from None
 
 
 def _floats(inputs: Arrays, name: str, ndim: int, width: int | None = None) -> npt.NDArray[Any]:
@@ -51,11 +51,11 @@ def _floats(inputs: Arrays, name: str, ndim: int, width: int | None = None) -> n
     x = _input(inputs, name)
     if x.ndim != ndim or (width is not None and x.shape[-1] != width):
         wanted = [-1] * (ndim - 1) + [width if width is not None else -1]
-        raise ValueError(f"input {name!r} has shape {list(x.shape)}, expected {wanted}")
+        raise InvalidInput(f"input {name!r} has shape {list(x.shape)}, expected {wanted}")
     try:
         return x.astype(np.float32, copy=False)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"input {name!r} of dtype {x.dtype} is not numeric: {e}") from None
+        raise InvalidInput(f"input {name!r} of dtype {x.dtype} is not numeric: {e}") from None
 
 
 class SumModel:

@@ -6,6 +6,8 @@ A model is any of:
 * an object with a ``predict(inputs)`` method (a ``kserve.Model``-style class), sync or async;
 * a class of either kind, instantiated with no arguments (its ``load()`` is called if present).
 
+A model raises :class:`InvalidInput` for a request it cannot take (the client gets a 400).
+
 It declares its tensors with ``inputs`` / ``outputs`` attributes, lists of :class:`TensorSpec`
 (``-1`` for a variable dimension); they are served as the model's V2 metadata. The decorator
 :func:`model` sets them on a function.
@@ -28,6 +30,11 @@ Arrays = Mapping[str, npt.NDArray[Any]]
 ModelFn = Callable[[Arrays], Arrays | Awaitable[Arrays]]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class InvalidInput(ValueError):
+    """Raised by a model for a request it cannot take; the client gets a 400 with the message
+    (as with ``kserve.errors.InvalidInput``). Any other exception is a 500."""
 
 
 @dataclass(frozen=True)

@@ -189,6 +189,8 @@ class Server:
             call.respond(_core.InferResponse(name or "", tensors, id=request.id))
         except _core.ProtocolError as error:
             call.fail(error.message, error.status_code)
+        except models.InvalidInput as error:
+            call.fail(str(error), 400)
         except Exception as error:  # a model's failure is its caller's 500
             call.fail(f"{type(error).__name__} : {error}", 500)
 
