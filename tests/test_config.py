@@ -607,7 +607,7 @@ def test_example_gateway() -> None:
         (m.backend.kind, m.backend.protocol, m.backend.binary, len(m.backend.urls))
         for m in cfg.models
     ]
-    assert ("http", "v1", False, 1) in kinds
+    assert ("http", "v1", None, 1) in kinds
     assert ("http", "v2", True, 2) in kinds
     assert any(kind == "grpc" for kind, *_ in kinds)
     assert ("sum", "tensorgate.demo:sum") in cfg.python_models()

@@ -142,7 +142,8 @@ class BackendConfig:
     kind: BackendKind
     urls: tuple[str, ...] = ()
     protocol: Protocol = "v2"
-    binary: bool = False
+    binary: bool | None = None
+    """``True``: send tensors binary; ``False``: send JSON; ``None``: pass the client's form."""
     model: str | None = None
     target: str | None = None
 
@@ -543,9 +544,9 @@ def _parse_backend(value: object, ctx: _Ctx) -> BackendConfig:
     else:
         parsed = _parse_url_list(data["urls"], ctx.at("urls"))
     protocol = _as_choice(data.get("protocol", "v2"), ctx.at("protocol"), _PROTOCOLS)
-    binary = _as_bool(data.get("binary", False), ctx.at("binary"))
+    binary = _as_bool(data["binary"], ctx.at("binary")) if "binary" in data else None
     scheme = parsed[0][0]
-    if binary and (scheme == "grpc" or protocol == "v1"):
+    if binary is not None and (scheme == "grpc" or protocol == "v1"):
         raise ctx.at("binary").error("only applies to http:// backends with protocol v2")
     backend = _url_backend(scheme, [u for _, u in parsed], protocol, ctx.at("protocol"))
     model = _as_name(data["model"], ctx.at("model")) if "model" in data else None

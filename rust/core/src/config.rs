@@ -56,7 +56,8 @@ pub enum BackendConfig {
     Http {
         urls: Vec<String>,
         protocol: HttpProtocol,
-        binary: bool,
+        /// `Some(true)`: tensors go binary; `Some(false)`: JSON; `None`: the client's form.
+        binary: Option<bool>,
         model: Option<String>,
     },
     Grpc {

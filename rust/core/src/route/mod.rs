@@ -26,8 +26,9 @@ pub enum Backend {
     Http {
         replicas: Replicas<()>,
         protocol: HttpProtocol,
-        /// Send V2 tensors with the binary extension.
-        binary: bool,
+        /// Send V2 tensors with the binary extension (`true`), as JSON (`false`), or in the
+        /// client's form (`None`; translated requests then go as JSON).
+        binary: Option<bool>,
         model: Option<String>,
     },
     Grpc {

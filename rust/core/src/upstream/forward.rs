@@ -140,7 +140,7 @@ impl Call<'_> {
         match front {
             RestFront::V1Predict => {
                 let mut request = v1::decode_request(&body, limits)?;
-                self.conform_v1_inputs(&mut request).await?;
+                request.inputs = self.conform_v1(request.inputs, false).await?;
                 let response = self.infer(request).await?;
                 Ok(RestReply::json(v1::encode_response(&response)?))
             }
@@ -159,35 +159,41 @@ impl Call<'_> {
         }
     }
 
-    /// Fits a V1 request to the model's declared inputs, when the model declares them: a lone
-    /// unnamed input (`input-0`) takes the one declared name, and INT64/FP64 values are cast
-    /// to the declared datatypes (V1 JSON has no others).
-    async fn conform_v1_inputs(&self, request: &mut InferRequest) -> Result<()> {
+    /// Fits V1 tensors (inputs of a V1 request, outputs of a V1 backend's answer) to the
+    /// model's declared tensors, when it declares them: a lone unnamed tensor (`input-0`,
+    /// `output-0`) takes the one declared name, and INT64/FP64 values are cast to the declared
+    /// datatypes (V1 JSON has no others). Without metadata they stay as they are.
+    async fn conform_v1(&self, tensors: Vec<Tensor>, outputs: bool) -> Result<Vec<Tensor>> {
         let Ok(metadata) = self.model_metadata().await else {
-            return Ok(());
+            return Ok(tensors);
         };
-        if let ([input], [declared]) = (request.inputs.as_mut_slice(), metadata.inputs.as_slice())
-            && input.name == v1::DEFAULT_INPUT_NAME
+        let (declared, default_name) = if outputs {
+            (&metadata.outputs, v1::DEFAULT_OUTPUT_NAME)
+        } else {
+            (&metadata.inputs, v1::DEFAULT_INPUT_NAME)
+        };
+        let mut tensors = tensors;
+        if let ([tensor], [only]) = (tensors.as_mut_slice(), declared.as_slice())
+            && tensor.name == default_name
         {
-            input.name.clone_from(&declared.name);
+            tensor.name.clone_from(&only.name);
         }
-        let declared_type = |input: &Tensor| {
-            let declared = metadata.inputs.iter().find(|d| d.name == input.name)?;
-            let target = declared.datatype.parse::<DataType>().ok()?;
-            (target != input.datatype() && target != DataType::Bytes).then_some(target)
+        let declared_type = |tensor: &Tensor| {
+            let spec = declared.iter().find(|d| d.name == tensor.name)?;
+            let target = spec.datatype.parse::<DataType>().ok()?;
+            (target != tensor.datatype() && target != DataType::Bytes).then_some(target)
         };
-        request.inputs = std::mem::take(&mut request.inputs)
+        tensors
             .into_iter()
-            .map(|input| match declared_type(&input) {
-                Some(target) => input.cast(target),
-                None => Ok(input),
+            .map(|tensor| match declared_type(&tensor) {
+                Some(target) => tensor.cast(target),
+                None => Ok(tensor),
             })
-            .collect::<Result<_>>()?;
-        Ok(())
+            .collect()
     }
 
     /// The backend path when the body can go through as is: same protocol, and for V2 the
-    /// backend takes the client's encoding (binary backends get binary bodies untouched).
+    /// backend takes the client's encoding (`binary` unset, or matching the body's form).
     fn passthrough_path(&self, front: RestFront, header_length: Option<usize>) -> Option<String> {
         let Backend::Http {
             protocol, binary, ..
@@ -199,7 +205,9 @@ impl Call<'_> {
         match (front, protocol) {
             (RestFront::V1Predict, HttpProtocol::V1) => Some(format!("/v1/models/{model}:predict")),
             (RestFront::V1Explain, HttpProtocol::V1) => Some(format!("/v1/models/{model}:explain")),
-            (RestFront::V2Infer, HttpProtocol::V2) if !binary || header_length.is_some() => {
+            (RestFront::V2Infer, HttpProtocol::V2)
+                if binary.is_none_or(|binary| binary == header_length.is_some()) =>
+            {
                 Some(v2_path(model, self.version, "/infer"))
             }
             _ => None,
@@ -246,32 +254,36 @@ impl Call<'_> {
         .await
     }
 
-    /// Runs a decoded request on the backend, in the backend's protocol.
+    /// Runs a decoded request on the backend, in the backend's protocol. The response names
+    /// the backend's model, as a response passed through unchanged does.
     pub async fn infer(&self, request: InferRequest) -> Result<InferResponse> {
         let model = self.backend_model().to_owned();
         let limits = &self.route.limits;
+        let requested = request.outputs.clone();
         let mut response = match &self.route.backend {
             Backend::Local(local) => {
-                let outputs = request.outputs.clone();
                 let response = self.timed(local.infer(request)).await?;
-                select_outputs(response, &outputs, self.model)?
+                select_outputs(response, &requested, self.model)?
             }
             Backend::Http {
                 protocol: HttpProtocol::V1,
                 ..
             } => {
                 let body = v1::encode_request(&request)?;
-                let reply = self
-                    .http_json(&format!("/v1/models/{model}:predict"), body.into())
-                    .await?;
-                v1::decode_response(&reply.body, self.model, limits).map_err(invalid_answer)?
+                let path = format!("/v1/models/{model}:predict");
+                let reply = self.http_json(&path, body.into()).await?;
+                let mut response =
+                    v1::decode_response(&reply.body, &model, limits).map_err(invalid_answer)?;
+                response.outputs = self.conform_v1(response.outputs, true).await?;
+                // V1 has no requested outputs: the backend sends all of them.
+                select_outputs(response, &requested, self.model)?
             }
             Backend::Http {
                 protocol: HttpProtocol::V2,
                 binary,
                 ..
             } => {
-                let encoded = v2::encode_request(&request, *binary)?;
+                let encoded = v2::encode_request(&request, binary.unwrap_or(false))?;
                 let mut headers = self.headers.clone();
                 let content_type = match encoded.header_length() {
                     Some(length) => {
@@ -297,7 +309,9 @@ impl Call<'_> {
                 grpc_codec::response_from_proto(response, limits).map_err(invalid_answer)?
             }
         };
-        response.model_name = self.model.to_owned();
+        if response.model_name.is_empty() {
+            response.model_name = model;
+        }
         Ok(response)
     }
 

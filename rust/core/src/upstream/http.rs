@@ -65,6 +65,9 @@ fn error_message(body: &[u8]) -> String {
     }
 }
 
+/// How many times a request that died on a stale pooled connection is sent again.
+const STALE_RETRIES: usize = 2;
+
 /// Sends one request to `base` + `path` and reads the whole answer (bounded by `max_body`).
 pub async fn send(
     client: &Client,
@@ -78,14 +81,23 @@ pub async fn send(
     let uri: Uri = format!("{base}{path}")
         .parse()
         .map_err(|e| Error::bad_request(format!("invalid backend path {path:?}: {e}")))?;
-    let mut request = Request::new(Full::new(body));
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    *request.headers_mut() = headers;
-    let response = client
-        .request(request)
-        .await
-        .map_err(|e| request_error(base, &e))?;
+    let mut stale_retries = 0;
+    let response = loop {
+        let mut request = Request::new(Full::new(body.clone()));
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri.clone();
+        *request.headers_mut() = headers.clone();
+        match client.request(request).await {
+            Ok(response) => break response,
+            // A keep-alive connection the backend closed (KServe and MLServer close after some
+            // 500s) fails the next request written to it before any answer: the backend never
+            // saw it, so it goes again, on a fresh connection.
+            Err(error) if stale_retries < STALE_RETRIES && is_stale_connection(&error) => {
+                stale_retries += 1;
+            }
+            Err(error) => return Err(request_error(base, &error)),
+        }
+    };
     let (parts, body) = response.into_parts();
     let body = Limited::new(body, max_body)
         .collect()
@@ -97,6 +109,33 @@ pub async fn send(
         headers: parts.headers,
         body,
     })
+}
+
+/// A failure with no answer at all on a connection that was open: reset or closed under us.
+fn is_stale_connection(error: &hyper_util::client::legacy::Error) -> bool {
+    if error.is_connect() {
+        return false;
+    }
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(hyper_error) = cause.downcast_ref::<hyper::Error>()
+            && (hyper_error.is_incomplete_message() || hyper_error.is_canceled())
+        {
+            return true;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+            )
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 fn request_error(base: &str, error: &hyper_util::client::legacy::Error) -> Error {
