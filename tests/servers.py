@@ -318,3 +318,106 @@ def start_gateway(
         env={**os.environ, **(env or {})},
         timeout=timeout,
     )
+
+
+# -- helpers for tests that restart a backend or read the gateway's stdout alone ----------------
+
+
+def start_kserve_on(
+    log_dir: Path, http_port: int, grpc_port: int, *, timeout: float = 60.0
+) -> Server:
+    """Starts the KServe backend of :func:`start_kserve` on the given ports.
+
+    For restarting a stopped backend on the SAME ports (the gateway keeps its URL). Use a
+    ``log_dir`` other than the first run's: the log file is named after the HTTP port.
+    """
+    argv = [
+        sys.executable,
+        str(BACKENDS / "kserve_server.py"),
+        f"--http_port={http_port}",
+        f"--grpc_port={grpc_port}",
+        "--configure_logging=false",
+        "--enable_latency_logging=false",
+    ]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore:ORJSONResponse is deprecated"}
+    ports = (http_port, grpc_port)
+    return _start(
+        Server, "kserve", argv, log_dir, ports, "/v2/models/sum/ready", env=env, timeout=timeout
+    )
+
+
+class SplitProcess(Process):
+    """A :class:`Process` whose stderr goes to its own file: :meth:`log` is stdout alone."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        log_path: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.stderr_path = log_path.with_suffix(".stderr.log")
+        self._log = log_path.open("wb")
+        self._stderr: IO[bytes] = self.stderr_path.open("wb")
+        self.popen = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._stderr,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+        )
+
+    def stderr(self) -> str:
+        """Everything the process wrote to stderr so far."""
+        self._stderr.flush()
+        return self.stderr_path.read_text(errors="replace")
+
+    def fail(self, what: str) -> ServerError:
+        """As :meth:`Process.fail`, quoting stderr after stdout."""
+        error = super().fail(what)
+        return ServerError(f"{error}\nstderr:\n{self.stderr()[-LOG_TAIL:]}")
+
+    def stop(self, grace: float = STOP_GRACE) -> int | None:
+        """As :meth:`Process.stop`; also closes the stderr file."""
+        code = super().stop(grace)
+        self._stderr.close()
+        return code
+
+
+def start_gateway_split(
+    config: Mapping[str, Any] | None,
+    *,
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    log_dir: Path,
+    timeout: float = 30.0,
+) -> Gateway:
+    """:func:`start_gateway`, but with stdout and stderr in separate files.
+
+    ``gateway.log()`` is stdout only; ``gateway.process.stderr()`` (a :class:`SplitProcess`) is
+    stderr. The config file is ``log_dir / f"gateway-{http_port}.yaml"``.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    http_port, grpc_port = free_ports(2)
+    argv = [sys.executable, "-m", "tensorgate", "serve"]
+    if config is not None:
+        path = log_dir / f"gateway-{http_port}.yaml"
+        path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+        argv += ["--config", str(path)]
+    argv += ["--host", HOST, "--http-port", str(http_port), "--grpc-port", str(grpc_port), *args]
+    process = SplitProcess(
+        argv, log_dir / f"gateway-{http_port}.log", env={**os.environ, **(env or {})}
+    )
+    gateway = Gateway("gateway", process, http_port, grpc_port)
+    try:
+        process.wait_http(gateway.http_url + "/v2/health/live", timeout)
+        process.wait_grpc_port(grpc_port, timeout)
+    except BaseException:
+        process.stop()
+        raise
+    return gateway
