@@ -32,7 +32,7 @@ ModelFn = Callable[[Arrays], Arrays | Awaitable[Arrays]]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class InvalidInput(ValueError):
+class InvalidInput(ValueError):  # noqa: N818 - KServe's name, kept for familiarity
     """Raised by a model for a request it cannot take; the client gets a 400 with the message
     (as with ``kserve.errors.InvalidInput``). Any other exception is a 500."""
 

@@ -93,11 +93,10 @@ impl Front {
 
     async fn infer(
         &self,
-        request: tonic::Request<ModelInferRequest>,
+        headers: HeaderMap,
+        message: ModelInferRequest,
         upstream: &mut Option<Duration>,
     ) -> Result<ModelInferResponse, Status> {
-        let (headers, _id) = self.headers(&request);
-        let message = request.into_inner();
         let model = message.model_name.clone();
         let routes = self.shared.routes.load();
         let route = find(&routes, &model)?;
@@ -179,11 +178,12 @@ impl GrpcInferenceService for Front {
         request: tonic::Request<ModelInferRequest>,
     ) -> Result<tonic::Response<ModelInferResponse>, Status> {
         let started = Instant::now();
-        let (_, id) = self.headers(&request);
-        let model = request.get_ref().model_name.clone();
-        let bytes_in = request.get_ref().encoded_len();
+        let (headers, id) = self.headers(&request);
+        let message = request.into_inner();
+        let model = message.model_name.clone();
+        let bytes_in = message.encoded_len();
         let mut upstream = None;
-        let result = self.infer(request, &mut upstream).await;
+        let result = self.infer(headers, message, &mut upstream).await;
         let code = match &result {
             Ok(_) => tonic::Code::Ok,
             Err(status) => status.code(),

@@ -78,8 +78,17 @@ impl RestReply {
         }
     }
 
-    /// A backend's REST answer, status and body unchanged.
+    /// A backend's REST answer, status and body unchanged; only an error body that is not
+    /// `{"error": ...}` (FastAPI's `{"detail": ...}`, plain text) is rewrapped, message kept.
     fn passthrough(reply: rest::Reply) -> Self {
+        if !reply.is_success() && !reply.is_error_envelope() {
+            return Self {
+                status: reply.status,
+                content_type: Some(HeaderValue::from_static(JSON)),
+                header_length: None,
+                body: reply.to_error().to_json_body().into(),
+            };
+        }
         let header_length = reply.header(HEADER_LENGTH).and_then(|v| v.parse().ok());
         Self {
             status: reply.status,
@@ -390,7 +399,7 @@ impl Call<'_> {
                 }
             }
         };
-        tokio::time::timeout(route.timeout, attempts)
+        self.timed(tokio::time::timeout(route.timeout, attempts))
             .await
             .unwrap_or_else(|_| {
                 Err(Error::upstream(

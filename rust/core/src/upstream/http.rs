@@ -46,6 +46,12 @@ impl Reply {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// Whether the body is the V2 error envelope, `{"error": "..."}`.
+    pub fn is_error_envelope(&self) -> bool {
+        let parsed: Option<serde_json::Value> = serde_json::from_slice(&self.body).ok();
+        parsed.is_some_and(|v| v.get("error").is_some_and(serde_json::Value::is_string))
+    }
+
     /// The backend's error as a gateway error: its status kept, its message extracted from
     /// `{"error": ...}` (KServe, MLServer) or `{"detail": ...}` (FastAPI), else the body text.
     pub fn to_error(&self) -> Error {

@@ -17,6 +17,22 @@ use super::{B64, B64_DECODE, DEFAULT_INPUT_NAME, DEFAULT_OUTPUT_NAME};
 /// Decodes a V1 request body (`instances` or `inputs`) into V2 input tensors.
 pub fn decode_request(body: &[u8], limits: &Limits) -> Result<InferRequest> {
     check_size(body, limits)?;
+    // The single pass reports the first rule it meets, which for a truncated body can be a
+    // tensor rule; a body that is not JSON at all gets KServe's "Unrecognized" answer instead.
+    read_request(body, limits).map_err(|error| syntax_error(body).unwrap_or(error))
+}
+
+/// The syntax error of a body that is not one JSON document, if it is not.
+fn syntax_error(body: &[u8]) -> Option<Error> {
+    let mut jiter = Jiter::new(body);
+    jiter
+        .next_skip()
+        .and_then(|()| jiter.finish())
+        .err()
+        .map(unrecognized)
+}
+
+fn read_request(body: &[u8], limits: &Limits) -> Result<InferRequest> {
     let mut reader = Reader::new(body, limits, unrecognized);
     let mut inputs = None;
     let mut key = reader.root("Unrecognized request format: the body is not a JSON object")?;

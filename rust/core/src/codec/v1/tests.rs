@@ -572,3 +572,22 @@ fn decode_response_forms() {
     let e = decode_response(br#"{"predictions": [[1], [2, 3]]}"#, "m", &limits).unwrap_err();
     assert!(e.message().starts_with("prediction 1: "), "{e}");
 }
+
+#[test]
+fn truncated_json_is_unrecognized_whatever_it_started_as() {
+    for body in [
+        &br#"{"inputs": [{"name": "x","#[..],
+        br#"{"instances": [[1, 2"#,
+        b"{",
+    ] {
+        let message = decode_request(body, &Limits::DEFAULT)
+            .err()
+            .map(|e| e.message().to_owned());
+        assert!(
+            message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("Unrecognized request format: ")),
+            "{message:?}"
+        );
+    }
+}

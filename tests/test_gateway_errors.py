@@ -1,0 +1,408 @@
+"""End-to-end error behaviour of the gateway, in front of a real KServe ModelServer.
+
+Every error is checked on the wire: HTTP status and the ``{"error": ...}`` envelope over REST, the
+status code and message over gRPC (tritonclient.grpc), for unknown models and paths, malformed
+bodies, backend 4xx, unreachable and slow backends, oversize bodies, failing in-process models,
+KServe closing keep-alive after a 500, and concurrency shedding.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from servers import Server, free_port, start_gateway
+from tritonclient.utils import InferenceServerException
+
+ROWS = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.5]]
+ROW_SUMS = [6.0, 15.5]
+TIMEOUT = 10.0
+NEGATIVE = "negative values are not allowed"
+
+#: An in-process model that always raises.
+BOOM_MODULE = """
+def predict(inputs):
+    raise RuntimeError("kaboom: the model failed")
+"""
+
+
+def v2_body(rows: list[list[float]], **extra: Any) -> dict[str, Any]:
+    """A V2 JSON request with input ``x`` FP32 [N, K]."""
+    shape = [len(rows), len(rows[0])]
+    flat = [v for row in rows for v in row]
+    return {"inputs": [{"name": "x", "shape": shape, "datatype": "FP32", "data": flat}], **extra}
+
+
+def error_of(response: httpx.Response) -> str:
+    """The message of a ``{"error": "..."}`` body (and nothing else in it)."""
+    assert response.headers.get("content-type", "").startswith("application/json"), response.headers
+    body = response.json()
+    assert isinstance(body, dict), body
+    assert set(body) == {"error"}, body
+    message = body["error"]
+    assert isinstance(message, str), body
+    return message
+
+
+def grpc_error(target: str, model: str, rows: list[list[float]], **kwargs: Any) -> Any:
+    """The InferenceServerException a gRPC ModelInfer of ``rows`` raises (fails if none)."""
+    client = grpcclient.InferenceServerClient(target)
+    try:
+        x = np.array(rows, np.float32)
+        tensor = grpcclient.InferInput("x", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x)
+        with pytest.raises(InferenceServerException) as caught:
+            client.infer(model, [tensor], client_timeout=TIMEOUT, **kwargs)
+        return caught.value
+    finally:
+        client.close()
+
+
+def grpc_status(error: Any) -> str:
+    """``"NOT_FOUND"`` from tritonclient's ``"StatusCode.NOT_FOUND"``."""
+    return str(error.status()).removeprefix("StatusCode.")
+
+
+# -- the shared gateway -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def boom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding ``boom_model.py`` (an in-process model that raises)."""
+    path = tmp_path_factory.mktemp("boom")
+    (path / "boom_model.py").write_text(BOOM_MODULE)
+    return path
+
+
+def python_path(extra: Path) -> dict[str, str]:
+    """``PYTHONPATH`` with ``extra`` in front."""
+    current = os.environ.get("PYTHONPATH", "")
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(extra), current) if p)}
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    kserve_backend: Server, boom_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One gateway with a route for every error case (KServe behind most of them)."""
+    url = kserve_backend.http_url
+    config = {
+        "models": [
+            {"name": "sum", "backend": {"url": url}},
+            {"name": "picky", "backend": {"url": url}},
+            {"name": "picky-v1", "backend": {"url": url, "protocol": "v1", "model": "picky"}},
+            {"name": "slow", "backend": {"url": url}, "timeout_s": 0.5},
+            {"name": "shed", "backend": {"url": url, "model": "slow"}, "max_concurrency": 1},
+            {"name": "down", "backend": {"url": f"http://127.0.0.1:{free_port()}"}},
+            {"name": "down-v1", "backend": {"url": f"http://127.0.0.1:{free_port()}"}},
+            {
+                "name": "small",
+                "backend": {"url": url, "model": "sum"},
+                "limits": {"max_body_bytes": 1024},
+            },
+            {"name": "demo", "backend": {"python": "tensorgate.demo:sum"}},
+            {"name": "boom", "backend": {"python": "boom_model:predict"}},
+        ]
+    }
+    log_dir = tmp_path_factory.mktemp("gateway-errors")
+    with start_gateway(config, log_dir=log_dir, env=python_path(boom_dir)) as server:
+        yield server
+
+
+@pytest.fixture
+def client(gateway: Server) -> Iterator[httpx.Client]:
+    """A REST client of the shared gateway."""
+    with httpx.Client(base_url=gateway.http_url, timeout=TIMEOUT) as http:
+        yield http
+
+
+# -- unknown models, paths and verbs ------------------------------------------------------------
+
+UNKNOWN = "no-such-model"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", f"/v1/models/{UNKNOWN}:predict", {"instances": ROWS}),
+        ("POST", f"/v2/models/{UNKNOWN}/infer", v2_body(ROWS)),
+        ("GET", f"/v2/models/{UNKNOWN}/ready", None),
+        ("GET", f"/v2/models/{UNKNOWN}", None),
+        ("GET", f"/v1/models/{UNKNOWN}", None),
+    ],
+)
+def test_unknown_model_is_404_with_kserve_text(
+    client: httpx.Client, method: str, path: str, body: object
+) -> None:
+    r = client.request(method, path, json=body)
+    assert r.status_code == 404, r.text
+    assert error_of(r) == f"Model with name {UNKNOWN} does not exist."
+
+
+def test_unknown_model_over_grpc_is_not_found(gateway: Server) -> None:
+    error = grpc_error(gateway.grpc_target, UNKNOWN, ROWS)
+    assert grpc_status(error) == "NOT_FOUND"
+    assert error.message() == f"Model with name {UNKNOWN} does not exist."
+    client = grpcclient.InferenceServerClient(gateway.grpc_target)
+    try:
+        for call in (client.is_model_ready, client.get_model_metadata):
+            with pytest.raises(InferenceServerException) as caught:
+                call(UNKNOWN, client_timeout=TIMEOUT)
+            assert grpc_status(caught.value) == "NOT_FOUND", call
+            assert caught.value.message() == f"Model with name {UNKNOWN} does not exist."
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("path", ["/v3", "/v2/models/sum/x/y/infer", "/v1/models/a/b", "/nope"])
+def test_unknown_path_is_404_in_the_error_envelope(client: httpx.Client, path: str) -> None:
+    r = client.post(path, json={})
+    assert r.status_code == 404, r.text
+    assert error_of(r)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/v2/models/sum/infer", "POST"),
+        ("GET", "/v1/models/sum:predict", "POST"),
+        ("POST", "/v2/health/live", "GET"),
+        ("POST", "/v2/models/sum/ready", "GET"),
+        ("DELETE", "/v2/models/sum", "GET"),
+    ],
+)
+def test_wrong_verb_is_405_with_allow(
+    client: httpx.Client, method: str, path: str, allow: str
+) -> None:
+    r = client.request(method, path)
+    assert r.status_code == 405, r.text
+    assert r.headers["allow"] == allow
+    assert error_of(r)
+
+
+# -- malformed bodies ---------------------------------------------------------------------------
+
+BAD_JSON = b'{"inputs": [{"name": "x",'
+#: Bodies that are not JSON at all (syntax errors), whatever they would have held.
+MALFORMED = [b"{bad", b'{"instances": [[1, 2]', b'{"instances": [[1, 2]]} x', BAD_JSON]
+
+
+@pytest.mark.parametrize("model", ["sum", "demo"])
+@pytest.mark.parametrize("body", MALFORMED, ids=["bad-key", "truncated", "trailing", "inputs"])
+def test_malformed_json_v1_is_400_unrecognized_request_format(
+    client: httpx.Client, model: str, body: bytes
+) -> None:
+    """KServe: any body orjson cannot parse is 400 ``Unrecognized request format: ...``."""
+    r = client.post(
+        f"/v1/models/{model}:predict",
+        content=body,
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 400, r.text
+    assert error_of(r).startswith("Unrecognized request format"), r.text
+
+
+def test_malformed_json_v1_passthrough_is_400(client: httpx.Client) -> None:
+    """A V1 backend decodes the body itself; its 400 comes back."""
+    r = client.post(
+        "/v1/models/picky-v1:predict",
+        content=BAD_JSON,
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 400, r.text
+    assert error_of(r).startswith("Unrecognized request format")
+
+
+@pytest.mark.parametrize(("model", "status"), [("demo", 400), ("sum", 422)])
+def test_malformed_json_v2_is_a_4xx_in_the_error_envelope(
+    client: httpx.Client, model: str, status: int
+) -> None:
+    """Decoded by the gateway (in-process): 400. Passed through to KServe, which answers 422
+    `{"detail": [...]}`: the backend's status is kept and its detail rewrapped as the error."""
+    r = client.post(
+        f"/v2/models/{model}/infer",
+        content=BAD_JSON,
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == status, r.text
+    assert error_of(r)
+
+
+# -- backend errors passed through --------------------------------------------------------------
+
+
+def test_backend_400_passes_through_v2_rest(client: httpx.Client) -> None:
+    r = client.post("/v2/models/picky/infer", json=v2_body([[1.0, -2.0]]))
+    assert r.status_code == 400, r.text
+    assert error_of(r) == NEGATIVE
+
+
+@pytest.mark.parametrize(
+    ("path", "bad", "good"),
+    [
+        # V1 front, V2 backend: translated.
+        ("/v1/models/picky:predict", {"instances": [[1.0, -2.0]]}, {"instances": ROWS}),
+        # V1 front, V1 backend: passthrough.
+        ("/v1/models/picky-v1:predict", {"instances": [[1.0, -2.0]]}, {"instances": ROWS}),
+        # V2 front, V1 backend: translated.
+        ("/v2/models/picky-v1/infer", v2_body([[1.0, -2.0]]), v2_body(ROWS)),
+    ],
+    ids=["v1-to-v2", "v1-to-v1", "v2-to-v1"],
+)
+def test_backend_400_passes_through_translation(
+    client: httpx.Client, path: str, bad: object, good: object
+) -> None:
+    r = client.post(path, json=bad)
+    assert r.status_code == 400, r.text
+    assert error_of(r) == NEGATIVE
+    ok = client.post(path, json=good)
+    assert ok.status_code == 200, ok.text
+
+
+@pytest.mark.parametrize("model", ["picky", "picky-v1"])
+def test_backend_400_over_grpc_front_is_invalid_argument(gateway: Server, model: str) -> None:
+    error = grpc_error(gateway.grpc_target, model, [[1.0, -2.0]])
+    assert grpc_status(error) == "INVALID_ARGUMENT"
+    assert error.message() == NEGATIVE
+
+
+def test_versions_path_passes_through(client: httpx.Client) -> None:
+    """KServe answers 501 for versioned paths; the gateway forwards them and keeps the answer."""
+    infer = client.post("/v2/models/sum/versions/1/infer", json=v2_body(ROWS))
+    assert infer.status_code == 501, infer.text
+    assert error_of(infer) == "Model versioning not supported yet."
+    ready = client.get("/v2/models/sum/versions/1/ready")
+    assert ready.status_code == 501, ready.text
+    assert error_of(ready) == "Model versioning not supported yet."
+
+
+# -- unreachable and slow backends --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v2/models/down/infer", v2_body(ROWS)),
+        ("/v1/models/down-v1:predict", {"instances": ROWS}),
+    ],
+)
+def test_backend_down_is_503(client: httpx.Client, path: str, body: object) -> None:
+    started = time.monotonic()
+    r = client.post(path, json=body)
+    assert r.status_code == 503, r.text
+    assert error_of(r)
+    assert time.monotonic() - started < 5.0
+
+
+def test_backend_down_over_grpc_is_unavailable(gateway: Server) -> None:
+    error = grpc_error(gateway.grpc_target, "down", ROWS)
+    assert grpc_status(error) == "UNAVAILABLE"
+    assert error.message()
+
+
+def test_backend_timeout_is_504_within_a_second(client: httpx.Client) -> None:
+    started = time.monotonic()
+    r = client.post("/v2/models/slow/infer", json=v2_body(ROWS, parameters={"sleep": 3}))
+    elapsed = time.monotonic() - started
+    assert r.status_code == 504, r.text
+    assert error_of(r)
+    assert 0.45 <= elapsed < 1.2, elapsed
+    # The gateway is still fine afterwards.
+    assert client.post("/v2/models/sum/infer", json=v2_body(ROWS)).status_code == 200
+
+
+def test_backend_timeout_over_grpc_is_deadline_exceeded(gateway: Server) -> None:
+    started = time.monotonic()
+    error = grpc_error(gateway.grpc_target, "slow", ROWS, parameters={"sleep": 3})
+    elapsed = time.monotonic() - started
+    assert grpc_status(error) == "DEADLINE_EXCEEDED"
+    assert "slow" in error.message()  # the gateway's own message, not the client's deadline
+    assert elapsed < 1.2, elapsed
+
+
+# -- limits, failing in-process models, shedding ------------------------------------------------
+
+
+def test_oversize_body_is_413(client: httpx.Client) -> None:
+    big = v2_body([[1.0] * 400])
+    declared = client.post("/v2/models/small/infer", json=big)
+    assert declared.status_code == 413, declared.text
+    assert "max_body_bytes" in error_of(declared)
+
+    def chunks() -> Iterator[bytes]:  # no content-length: chunked transfer
+        for _ in range(8):
+            yield b" " * 256
+
+    chunked = client.post("/v2/models/small/infer", content=chunks())
+    assert chunked.status_code == 413, chunked.text
+    assert error_of(chunked)
+    # A body under the limit on the same route goes through.
+    assert client.post("/v2/models/small/infer", json=v2_body(ROWS)).status_code == 200
+
+
+def test_in_process_model_error_is_500_with_its_message(
+    client: httpx.Client, gateway: Server
+) -> None:
+    """KServe's form for an unexpected exception: 500 ``<ExcType> : <message>``."""
+    r = client.post("/v2/models/boom/infer", json=v2_body(ROWS))
+    assert r.status_code == 500, r.text
+    assert error_of(r) == "RuntimeError : kaboom: the model failed"
+    v1 = client.post("/v1/models/boom:predict", json={"instances": ROWS})
+    assert v1.status_code == 500, v1.text
+    assert error_of(v1) == "RuntimeError : kaboom: the model failed"
+    error = grpc_error(gateway.grpc_target, "boom", ROWS)
+    assert grpc_status(error) == "INTERNAL"
+    assert "kaboom: the model failed" in error.message()
+
+
+def test_a_following_request_succeeds_after_kserve_closes_on_500(
+    kserve_backend: Server, tmp_path: Path
+) -> None:
+    """KServe closes its keep-alive connection after a 500: the gateway must not reuse it."""
+    config = {"models": [{"name": "sum", "backend": {"url": kserve_backend.http_url}}]}
+    mismatch = {"inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3]}]}
+    with (
+        start_gateway(config, log_dir=tmp_path) as gateway,
+        httpx.Client(
+            base_url=gateway.http_url, timeout=TIMEOUT, limits=httpx.Limits(max_connections=1)
+        ) as http,
+    ):
+        for _ in range(5):
+            bad = http.post("/v2/models/sum/infer", json=mismatch)
+            assert bad.status_code == 500, bad.text
+            assert "cannot reshape" in error_of(bad)
+            good = http.post("/v2/models/sum/infer", json=v2_body(ROWS))
+            assert good.status_code == 200, good.text
+            assert good.json()["outputs"][0]["data"] == ROW_SUMS
+
+
+def test_max_concurrency_sheds_with_503(client: httpx.Client, gateway: Server) -> None:
+    results: list[httpx.Response] = []
+
+    def first() -> None:
+        body = v2_body(ROWS, parameters={"sleep": 1.0})
+        with httpx.Client(timeout=TIMEOUT) as own:
+            results.append(own.post(f"{gateway.http_url}/v2/models/shed/infer", json=body))
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        time.sleep(0.3)  # the first request is in flight at the backend
+        second = client.post("/v2/models/shed/infer", json=v2_body(ROWS, parameters={"sleep": 0}))
+        assert second.status_code == 503, second.text
+        assert "max_concurrency" in error_of(second)
+    finally:
+        thread.join(TIMEOUT)
+    assert not thread.is_alive()
+    assert [r.status_code for r in results] == [200], [r.text for r in results]
+    # The slot is free again.
+    again = client.post("/v2/models/shed/infer", json=v2_body(ROWS, parameters={"sleep": 0}))
+    assert again.status_code == 200, again.text
