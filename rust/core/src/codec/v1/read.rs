@@ -5,7 +5,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use indexmap::IndexMap;
 use indexmap::map::Entry;
-use jiter::{Jiter, JiterError, Peek};
+use jiter::{Jiter, JiterError, JiterErrorType, JsonErrorType, Peek};
 
 use crate::codec::json_read;
 use crate::error::{Error, Result, ResultExt};
@@ -22,14 +22,13 @@ pub fn decode_request(body: &[u8], limits: &Limits) -> Result<InferRequest> {
     read_request(body, limits).map_err(|error| syntax_error(body).unwrap_or(error))
 }
 
-/// The syntax error of a body that is not one JSON document, if it is not.
+/// The syntax error of a body that is not one JSON document, if it is not. Nesting past the
+/// parser's own limit is not a syntax error: the decoder's depth limit answers for it.
 fn syntax_error(body: &[u8]) -> Option<Error> {
     let mut jiter = Jiter::new(body);
-    jiter
-        .next_skip()
-        .and_then(|()| jiter.finish())
-        .err()
-        .map(unrecognized)
+    let error = jiter.next_skip().and_then(|()| jiter.finish()).err()?;
+    let too_deep = JiterErrorType::JsonError(JsonErrorType::RecursionLimitExceeded);
+    (error.error_type != too_deep).then(|| unrecognized(error))
 }
 
 fn read_request(body: &[u8], limits: &Limits) -> Result<InferRequest> {
