@@ -9,9 +9,11 @@ from typing_extensions import disjoint_base
 __version__: str
 __all__ = [
     "Buffer",
+    "Gateway",
     "InferRequest",
     "InferResponse",
     "Limits",
+    "PendingCall",
     "ProtocolError",
     "RequestedOutput",
     "Tensor",
@@ -194,10 +196,11 @@ def encode_grpc_request(
 def decode_grpc_response(data: bytes, *, limits: Limits | None = None) -> InferResponse: ...
 def encode_grpc_response(response: InferResponse) -> bytes: ...
 
+@final
 class Gateway:
     """The running Rust gateway (see :class:`tensorgate.serve.Server`)."""
 
-    def __init__(self, config_json: str) -> None: ...
+    def __new__(cls, config_json: str) -> Gateway: ...
     @property
     def http_port(self) -> int: ...
     @property
@@ -208,6 +211,7 @@ class Gateway:
     def drain(self) -> bool: ...
     def metrics_json(self) -> str: ...
 
+@final
 class PendingCall:
     """Work for a Python worker: an in-process model call or a metrics page."""
 
