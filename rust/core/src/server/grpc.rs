@@ -46,21 +46,12 @@ pub fn is_grpc<B>(request: &Request<B>) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-pub trait Call {
-    fn call(
-        &self,
-        request: Request<Incoming>,
-    ) -> impl Future<Output = Result<Response<tonic::body::Body>, Infallible>> + Send;
-}
-
-impl Call for Service {
-    fn call(
-        &self,
-        request: Request<Incoming>,
-    ) -> impl Future<Output = Result<Response<tonic::body::Body>, Infallible>> + Send {
-        let mut service = self.clone();
-        async move { tonic::codegen::Service::call(&mut service, request).await }
-    }
+/// Serves one gRPC request (the generated service is always ready, so no `poll_ready`).
+pub async fn call(
+    service: &Service,
+    request: Request<Incoming>,
+) -> Result<Response<tonic::body::Body>, Infallible> {
+    tonic::codegen::Service::call(&mut service.clone(), request).await
 }
 
 #[derive(Debug)]

@@ -302,7 +302,7 @@ async fn dispatch(
     request: Request<Incoming>,
 ) -> std::result::Result<Response<tonic::body::Body>, Infallible> {
     if grpc::is_grpc(&request) {
-        return grpc::Call::call(&grpc, request).await;
+        return grpc::call(&grpc, request).await;
     }
     Ok(rest::handle(&shared, request)
         .await

@@ -57,7 +57,7 @@ pub async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Ful
         let observation = Observation {
             code: status,
             bytes_in: exchange.bytes_in,
-            bytes_out: response.body().size_hint_len(),
+            bytes_out: body_len(response.body()),
             duration: started.elapsed(),
             upstream: exchange.upstream,
         };
@@ -78,14 +78,8 @@ pub async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Ful
     response
 }
 
-trait SizeHint {
-    fn size_hint_len(&self) -> usize;
-}
-
-impl SizeHint for Full<Bytes> {
-    fn size_hint_len(&self) -> usize {
-        usize::try_from(hyper::body::Body::size_hint(self).lower()).unwrap_or(usize::MAX)
-    }
+fn body_len(body: &Full<Bytes>) -> usize {
+    usize::try_from(hyper::body::Body::size_hint(body).lower()).unwrap_or(usize::MAX)
 }
 
 async fn answer<'p>(
