@@ -22,9 +22,9 @@ from tensorgate.config import (
     LimitsConfig,
     ModelConfig,
     ModelMetadata,
-    TensorMetadata,
     load_config,
 )
+from tensorgate.models import TensorSpec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -299,8 +299,8 @@ def test_metadata() -> None:
     )
     assert cfg.models[0].metadata == ModelMetadata(
         platform="onnx",
-        inputs=(TensorMetadata("x", "FP32", (-1, 4)), TensorMetadata("s", "BYTES", ())),
-        outputs=(TensorMetadata("y", "BF16", (0,)),),
+        inputs=(TensorSpec("x", "FP32", (-1, 4)), TensorSpec("s", "BYTES", ())),
+        outputs=(TensorSpec("y", "BF16", (0,)),),
     )
     assert cfg.models[1].metadata == ModelMetadata()
     assert cfg.to_core()["models"][1]["metadata"] == {"platform": "", "inputs": [], "outputs": []}

@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 import yaml
 
+from tensorgate.models import TensorSpec
+
 __all__ = [
     "BUILTIN_FORWARD_HEADERS",
     "DATATYPES",
@@ -38,7 +40,6 @@ __all__ = [
     "LimitsConfig",
     "ModelConfig",
     "ModelMetadata",
-    "TensorMetadata",
     "load_config",
 ]
 
@@ -164,32 +165,19 @@ class BackendConfig:
 
 
 @dataclass(frozen=True)
-class TensorMetadata:
-    """One declared input or output of a model's static metadata."""
-
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
-
-    def to_core(self) -> dict[str, Any]:
-        """``{"name", "datatype", "shape"}``."""
-        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
-
-
-@dataclass(frozen=True)
 class ModelMetadata:
     """Static V2 model metadata served for a route instead of asking the backend."""
 
     platform: str = ""
-    inputs: tuple[TensorMetadata, ...] = ()
-    outputs: tuple[TensorMetadata, ...] = ()
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
 
     def to_core(self) -> dict[str, Any]:
         """``{"platform", "inputs", "outputs"}``."""
         return {
             "platform": self.platform,
-            "inputs": [t.to_core() for t in self.inputs],
-            "outputs": [t.to_core() for t in self.outputs],
+            "inputs": [t.to_metadata() for t in self.inputs],
+            "outputs": [t.to_metadata() for t in self.outputs],
         }
 
 
@@ -556,8 +544,8 @@ def _parse_backend(value: object, ctx: _Ctx) -> BackendConfig:
 # --------------------------------------------------------------------------- models
 
 
-def _parse_tensors(value: object, ctx: _Ctx) -> tuple[TensorMetadata, ...]:
-    tensors: list[TensorMetadata] = []
+def _parse_tensors(value: object, ctx: _Ctx) -> tuple[TensorSpec, ...]:
+    tensors: list[TensorSpec] = []
     for i, item in enumerate(_as_list(value, ctx)):
         item_ctx = ctx.index(i)
         data = _as_mapping(item, item_ctx, ("name", "datatype", "shape"))
@@ -571,7 +559,7 @@ def _parse_tensors(value: object, ctx: _Ctx) -> tuple[TensorMetadata, ...]:
         shape_ctx = item_ctx.at("shape")
         dims = _as_list(data["shape"], shape_ctx)
         shape = tuple(_as_int(d, shape_ctx.index(j), -1) for j, d in enumerate(dims))
-        tensors.append(TensorMetadata(name=name, datatype=datatype, shape=shape))
+        tensors.append(TensorSpec(name=name, datatype=datatype, shape=shape))
     return tuple(tensors)
 
 

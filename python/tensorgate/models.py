@@ -79,15 +79,6 @@ class LoadedModel:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
 
-    def metadata(self, name: str) -> dict[str, Any]:
-        return {
-            "name": name,
-            "versions": [],
-            "platform": "tensorgate-python",
-            "inputs": [spec.to_metadata() for spec in self.inputs],
-            "outputs": [spec.to_metadata() for spec in self.outputs],
-        }
-
 
 def load(target: str) -> LoadedModel:
     """Imports ``"module:attr"`` and resolves it to a callable model.

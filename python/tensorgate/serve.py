@@ -22,17 +22,13 @@ from typing import Any
 from prometheus_client import REGISTRY, generate_latest
 
 from tensorgate import _core, models
-from tensorgate.config import GatewayConfig, ModelConfig, ModelMetadata, TensorMetadata
+from tensorgate.config import GatewayConfig, ModelConfig, ModelMetadata
 from tensorgate.metrics import GatewayCollector
 
 log = logging.getLogger("tensorgate")
 
 #: Seconds a worker waits for work before checking whether it should stop.
 _POLL_S = 0.2
-
-
-def _specs(specs: tuple[models.TensorSpec, ...]) -> tuple[TensorMetadata, ...]:
-    return tuple(TensorMetadata(s.name, s.datatype, s.shape) for s in specs)
 
 
 def _with_model_metadata(
@@ -44,7 +40,7 @@ def _with_model_metadata(
         model = loaded.get(route.name)
         if model is None or route.metadata is not None:
             return route
-        metadata = ModelMetadata("tensorgate-python", _specs(model.inputs), _specs(model.outputs))
+        metadata = ModelMetadata("tensorgate-python", model.inputs, model.outputs)
         return dataclasses.replace(route, metadata=metadata)
 
     return dataclasses.replace(config, models=tuple(fill(m) for m in config.models))

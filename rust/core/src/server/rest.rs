@@ -141,61 +141,57 @@ async fn answer<'p>(
             ))
         }
         Endpoint::V1Predict(model) => {
-            exchange.protocol = Some(Protocol::V1);
-            infer(
-                shared,
-                RestFront::V1Predict,
+            let inference = Inference {
+                front: RestFront::V1Predict,
                 model,
-                None,
-                parts,
-                body,
-                request_id,
-                exchange,
-            )
-            .await
+                version: None,
+            };
+            infer(shared, inference, parts, body, request_id, exchange).await
         }
         Endpoint::V1Explain(model) => {
-            exchange.protocol = Some(Protocol::V1);
-            infer(
-                shared,
-                RestFront::V1Explain,
+            let inference = Inference {
+                front: RestFront::V1Explain,
                 model,
-                None,
-                parts,
-                body,
-                request_id,
-                exchange,
-            )
-            .await
+                version: None,
+            };
+            infer(shared, inference, parts, body, request_id, exchange).await
         }
         Endpoint::Infer(model) => {
-            exchange.protocol = Some(Protocol::V2);
-            infer(
-                shared,
-                RestFront::V2Infer,
-                model.name,
-                model.version,
-                parts,
-                body,
-                request_id,
-                exchange,
-            )
-            .await
+            let inference = Inference {
+                front: RestFront::V2Infer,
+                model: model.name,
+                version: model.version,
+            };
+            infer(shared, inference, parts, body, request_id, exchange).await
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// An inference endpoint: the protocol and the model (and version) it names.
+#[derive(Debug, Clone, Copy)]
+struct Inference<'p> {
+    front: RestFront,
+    model: &'p str,
+    version: Option<&'p str>,
+}
+
 async fn infer(
     shared: &Shared,
-    front: RestFront,
-    model: &str,
-    version: Option<&str>,
+    inference: Inference<'_>,
     parts: &Parts,
     body: Incoming,
     request_id: &HeaderValue,
     exchange: &mut Exchange<'_>,
 ) -> Result<Response<Full<Bytes>>> {
+    let Inference {
+        front,
+        model,
+        version,
+    } = inference;
+    exchange.protocol = Some(match front {
+        RestFront::V1Predict | RestFront::V1Explain => Protocol::V1,
+        RestFront::V2Infer => Protocol::V2,
+    });
     let routes = shared.routes.load();
     let route = find(&routes, model)?;
     let _admission = route.admit()?;
