@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
-from tensorgate import __version__
+from tensorgate import ProtocolError, __version__
 from tensorgate.config import BackendConfig, ConfigError, GatewayConfig, ModelConfig, load_config
 from tensorgate.demo import DEMO_MODELS
 
@@ -84,5 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"tensorgate: invalid configuration: {error}", file=sys.stderr)
         return 2
+    except ProtocolError as error:  # the core refused to start: a port in use, say
+        print(f"tensorgate: cannot start: {error}", file=sys.stderr)
+        return 1
     parser.print_help()
     return 0

@@ -22,7 +22,7 @@ from typing import Any
 from prometheus_client import REGISTRY, generate_latest
 
 from tensorgate import _core, models
-from tensorgate.config import GatewayConfig, ModelConfig, ModelMetadata
+from tensorgate.config import ConfigError, GatewayConfig, ModelConfig, ModelMetadata
 from tensorgate.metrics import GatewayCollector
 
 log = logging.getLogger("tensorgate")
@@ -47,8 +47,17 @@ def _with_model_metadata(
 
 
 def load_models(config: GatewayConfig) -> dict[str, models.LoadedModel]:
-    """Imports every in-process model of ``config`` (route name -> model)."""
-    return {name: models.load(target) for name, target in config.python_models()}
+    """Imports every in-process model of ``config`` (route name -> model).
+
+    A model that cannot be loaded is a :class:`ConfigError` naming the route.
+    """
+    loaded = {}
+    for name, target in config.python_models():
+        try:
+            loaded[name] = models.load(target)
+        except ValueError as error:
+            raise ConfigError(f"model {name!r}: backend.python: {error}") from error
+    return loaded
 
 
 class Server:

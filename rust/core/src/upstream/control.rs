@@ -122,7 +122,7 @@ impl Call<'_> {
             Backend::Http { replicas, .. } => {
                 let path = format!("/v2/repository/models/{model}/{action}");
                 for replica in replicas.all() {
-                    let reply = rest::send(
+                    let send = rest::send(
                         self.http,
                         Method::POST,
                         &replica.url,
@@ -130,8 +130,8 @@ impl Call<'_> {
                         self.headers.clone(),
                         Bytes::new(),
                         CONTROL_MAX_BODY,
-                    )
-                    .await?;
+                    );
+                    let reply = self.bounded(send).await?;
                     if !reply.is_success() {
                         return Err(reply.to_error());
                     }
@@ -190,12 +190,21 @@ impl Call<'_> {
             Bytes::new(),
             CONTROL_MAX_BODY,
         );
-        tokio::time::timeout(self.route.timeout, probe)
+        self.bounded(probe).await
+    }
+
+    /// `work` within the route's timeout (a 504 when it runs out).
+    async fn bounded<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::time::timeout(self.route.timeout, work)
             .await
             .unwrap_or_else(|_| {
                 Err(Error::upstream(
                     ErrorKind::Timeout,
-                    format!("backend of model '{}' did not answer in time", self.model),
+                    format!(
+                        "backend of model '{}' did not answer within {} ms",
+                        self.model,
+                        self.route.timeout.as_millis()
+                    ),
                 ))
             })
     }

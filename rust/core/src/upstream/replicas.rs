@@ -25,6 +25,8 @@ pub struct Replicas<C> {
     eject_after_failures: u32,
     eject_for: Duration,
     epoch: Instant,
+    /// Where the next pick starts looking, so that ties rotate over the replicas.
+    next: AtomicUsize,
 }
 
 /// A replica in use by one request; dropping it ends the request's claim.
@@ -58,6 +60,7 @@ impl<C> Replicas<C> {
             eject_after_failures: eject_after_failures.max(1),
             eject_for,
             epoch: Instant::now(),
+            next: AtomicUsize::new(0),
         }
     }
 
@@ -80,14 +83,22 @@ impl<C> Replicas<C> {
         self.list.iter().any(|r| self.available(r, now))
     }
 
-    /// The available replica with the fewest requests in flight.
+    /// The available replica with the fewest requests in flight; among equals, the one with
+    /// the fewest recent failures (so a retry avoids the replica that just failed), then the
+    /// next in turn.
     pub fn pick(&self) -> Result<Lease<'_, C>> {
         let now = self.now_ms();
-        let replica = self
-            .list
-            .iter()
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let len = self.list.len().max(1);
+        let replica = (0..self.list.len())
+            .map(|offset| &self.list[(start + offset) % len])
             .filter(|r| self.available(r, now))
-            .min_by_key(|r| r.outstanding.load(Ordering::Relaxed))
+            .min_by_key(|r| {
+                (
+                    r.outstanding.load(Ordering::Relaxed),
+                    r.failures.load(Ordering::Relaxed),
+                )
+            })
             .ok_or_else(|| {
                 Error::upstream(
                     ErrorKind::Unavailable,
@@ -163,10 +174,11 @@ mod tests {
             b.replica.url.clone(),
             c.replica.url.clone(),
         ];
+        let freed = b.replica.url.clone();
         urls.sort();
         assert_eq!(urls, ["http://r0", "http://r1", "http://r2"]);
         drop(b);
-        assert_eq!(set.pick()?.replica.url, urls[1]);
+        assert_eq!(set.pick()?.replica.url, freed);
         Ok(())
     }
 
@@ -191,6 +203,32 @@ mod tests {
         set.pick()?.succeeded();
         set.pick()?.failed();
         assert!(set.is_ready());
+        Ok(())
+    }
+
+    #[test]
+    fn a_retry_avoids_the_replica_that_just_failed() -> Result<()> {
+        let set = replicas(2);
+        for _ in 0..4 {
+            let first = set.pick()?;
+            let failed = first.replica.url.clone();
+            first.failed();
+            drop(first);
+            assert_ne!(set.pick()?.replica.url, failed);
+            set.set_healthy(&set.all()[0], true);
+            set.set_healthy(&set.all()[1], true);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn ties_rotate_over_the_replicas() -> Result<()> {
+        let set = replicas(3);
+        let mut seen: Vec<String> = (0..3)
+            .map(|_| set.pick().map(|l| l.replica.url.clone()))
+            .collect::<Result<_>>()?;
+        seen.sort();
+        assert_eq!(seen, ["http://r0", "http://r1", "http://r2"]);
         Ok(())
     }
 
