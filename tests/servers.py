@@ -59,7 +59,8 @@ class ServerError(RuntimeError):
 
 
 class Process:
-    """A subprocess in its own session whose output goes to ``log_path``."""
+    """A subprocess in its own session whose output goes to ``log_path`` (stderr too, unless
+    ``stderr_path`` is given)."""
 
     def __init__(
         self,
@@ -68,15 +69,17 @@ class Process:
         *,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        stderr_path: Path | None = None,
     ) -> None:
         self.argv = list(argv)
         self.log_path = log_path
         self._log: IO[bytes] = log_path.open("wb")
+        self._stderr: IO[bytes] | None = stderr_path.open("wb") if stderr_path else None
         self.popen = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
-            stderr=subprocess.STDOUT,
+            stderr=self._stderr or subprocess.STDOUT,
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
@@ -357,24 +360,13 @@ class SplitProcess(Process):
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
     ) -> None:
-        self.argv = list(argv)
-        self.log_path = log_path
         self.stderr_path = log_path.with_suffix(".stderr.log")
-        self._log = log_path.open("wb")
-        self._stderr: IO[bytes] = self.stderr_path.open("wb")
-        self.popen = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=self._stderr,
-            env=dict(env) if env is not None else None,
-            cwd=cwd,
-            start_new_session=True,
-        )
+        super().__init__(argv, log_path, env=env, cwd=cwd, stderr_path=self.stderr_path)
 
     def stderr(self) -> str:
         """Everything the process wrote to stderr so far."""
-        self._stderr.flush()
+        if self._stderr is not None:
+            self._stderr.flush()
         return self.stderr_path.read_text(errors="replace")
 
     def fail(self, what: str) -> ServerError:
@@ -385,7 +377,8 @@ class SplitProcess(Process):
     def stop(self, grace: float = STOP_GRACE) -> int | None:
         """As :meth:`Process.stop`; also closes the stderr file."""
         code = super().stop(grace)
-        self._stderr.close()
+        if self._stderr is not None:
+            self._stderr.close()
         return code
 
 
