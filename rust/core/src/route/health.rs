@@ -50,7 +50,7 @@ async fn check_once(route: &Weak<Route>, client: &http::Client) -> bool {
             replicas, protocol, ..
         } => {
             for replica in replicas.all() {
-                let healthy = probe_http(client, &replica.url, *protocol).await;
+                let healthy = probe_http(client, replica, *protocol).await;
                 replicas.set_healthy(replica, healthy);
             }
         }
@@ -71,7 +71,11 @@ async fn check_once(route: &Weak<Route>, client: &http::Client) -> bool {
 }
 
 /// V2 servers answer `/v2/health/ready`; V1 servers (KServe's own check) answer `/`.
-async fn probe_http(client: &http::Client, url: &str, protocol: HttpProtocol) -> bool {
+async fn probe_http(
+    client: &http::Client,
+    replica: &http::Replica,
+    protocol: HttpProtocol,
+) -> bool {
     let path = match protocol {
         HttpProtocol::V2 => "/v2/health/ready",
         HttpProtocol::V1 => "/",
@@ -79,7 +83,7 @@ async fn probe_http(client: &http::Client, url: &str, protocol: HttpProtocol) ->
     let probe = http::send(
         client,
         Method::GET,
-        url,
+        replica,
         path,
         HeaderMap::new(),
         Bytes::new(),

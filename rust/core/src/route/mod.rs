@@ -9,13 +9,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ::http::uri::Authority;
 use bytes::Bytes;
 
 use crate::config::{BackendConfig, GatewayConfig, HttpProtocol, ModelConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::Limits;
 use crate::upstream::replicas::Replicas;
-use crate::upstream::{Host, LocalModel, grpc};
+use crate::upstream::{Host, LocalModel, grpc, http};
 
 /// The route name that matches every model no other route names.
 pub const WILDCARD: &str = "*";
@@ -24,7 +25,7 @@ pub const WILDCARD: &str = "*";
 pub enum Backend {
     /// REST backends speaking V1 or V2; the shared HTTP client holds their connections.
     Http {
-        replicas: Replicas<()>,
+        replicas: Replicas<Authority>,
         protocol: HttpProtocol,
         /// Send V2 tensors with the binary extension (`true`), as JSON (`false`), or in the
         /// client's form (`None`; translated requests then go as JSON).
@@ -77,7 +78,9 @@ impl Route {
                 model: backend_model,
             } => Backend::Http {
                 replicas: Replicas::new(
-                    urls.iter().map(|url| (url.clone(), ())),
+                    urls.iter()
+                        .map(|url| Ok((url.clone(), http::authority(url)?)))
+                        .collect::<Result<Vec<_>>>()?,
                     model.eject_after_failures,
                     eject_for,
                 ),
@@ -186,11 +189,7 @@ pub struct Routes {
 impl Routes {
     /// Builds the routes of `config`, with in-process models resolved by `host`, and starts
     /// their active health checks (which stop when the snapshot is dropped).
-    pub fn build(
-        config: &GatewayConfig,
-        host: &dyn Host,
-        http: &crate::upstream::http::Client,
-    ) -> Result<Self> {
+    pub fn build(config: &GatewayConfig, host: &dyn Host, client: &http::Client) -> Result<Self> {
         let mut routes = Self::default();
         for model in &config.models {
             let route = Arc::new(
@@ -200,7 +199,7 @@ impl Routes {
             health::spawn(
                 &route,
                 Duration::from_millis(config.health_check_interval_ms),
-                http,
+                client,
             );
             if model.name == WILDCARD {
                 routes.wildcard = Some(route);

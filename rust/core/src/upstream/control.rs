@@ -125,7 +125,7 @@ impl Call<'_> {
                     let send = rest::send(
                         self.http,
                         Method::POST,
-                        &replica.url,
+                        replica,
                         &path,
                         self.headers.clone(),
                         Bytes::new(),
@@ -184,7 +184,7 @@ impl Call<'_> {
         let probe = rest::send(
             self.http,
             Method::GET,
-            &lease.replica.url,
+            lease.replica,
             path,
             self.headers.clone(),
             Bytes::new(),

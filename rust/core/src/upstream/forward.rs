@@ -350,11 +350,10 @@ impl Call<'_> {
                 Ok(lease) => lease,
                 Err(error) => return Attempt::Retry(Err(error)),
             };
-            let url = &lease.replica.url;
             let sent = rest::send(
                 self.http,
                 Method::POST,
-                url,
+                lease.replica,
                 path,
                 headers.clone(),
                 body.clone(),

@@ -5,12 +5,14 @@ use std::error::Error as StdError;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::uri::{Authority, Scheme};
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client as LegacyClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use super::replicas;
 use crate::error::{Error, ErrorKind, Result};
 
 pub type Client = LegacyClient<HttpConnector, Full<Bytes>>;
@@ -74,18 +76,36 @@ fn error_message(body: &[u8]) -> String {
 /// How many times a request that died on a stale pooled connection is sent again.
 const STALE_RETRIES: usize = 2;
 
-/// Sends one request to `base` + `path` and reads the whole answer (bounded by `max_body`).
+/// A REST replica: its URL (for messages) and its parsed authority (for requests).
+pub type Replica = replicas::Replica<Authority>;
+
+/// The authority (`host:port`) of a backend URL `http://host:port`.
+pub fn authority(url: &str) -> Result<Authority> {
+    url.strip_prefix("http://")
+        .and_then(|rest| rest.parse().ok())
+        .ok_or_else(|| {
+            Error::bad_request(format!(
+                "invalid backend url {url:?}: expected http://host:port"
+            ))
+        })
+}
+
+/// Sends one request to `path` on `replica` and reads the whole answer (bounded by `max_body`).
 pub async fn send(
     client: &Client,
     method: Method,
-    base: &str,
+    replica: &Replica,
     path: &str,
     headers: HeaderMap,
     body: Bytes,
     max_body: usize,
 ) -> Result<Reply> {
-    let uri: Uri = format!("{base}{path}")
-        .parse()
+    let base = replica.url.as_str();
+    let uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(replica.client.clone())
+        .path_and_query(path)
+        .build()
         .map_err(|e| Error::bad_request(format!("invalid backend path {path:?}: {e}")))?;
     let mut stale_retries = 0;
     let response = loop {
