@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ::http::uri::Authority;
 use bytes::Bytes;
 
 use crate::config::{BackendConfig, GatewayConfig, HttpProtocol, ModelConfig};
@@ -25,7 +24,7 @@ pub const WILDCARD: &str = "*";
 pub enum Backend {
     /// REST backends speaking V1 or V2; the shared HTTP client holds their connections.
     Http {
-        replicas: Replicas<Authority>,
+        replicas: Replicas<http::Endpoint>,
         protocol: HttpProtocol,
         /// Send V2 tensors with the binary extension (`true`), as JSON (`false`), or in the
         /// client's form (`None`; translated requests then go as JSON).
@@ -79,7 +78,7 @@ impl Route {
             } => Backend::Http {
                 replicas: Replicas::new(
                     urls.iter()
-                        .map(|url| Ok((url.clone(), http::authority(url)?)))
+                        .map(|url| Ok((url.clone(), http::endpoint(url)?)))
                         .collect::<Result<Vec<_>>>()?,
                     model.eject_after_failures,
                     eject_for,

@@ -2,33 +2,91 @@
 //! gateway errors.
 
 use std::error::Error as StdError;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::{Authority, Scheme};
+use http::uri::Authority;
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client as LegacyClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 use super::replicas;
 use crate::error::{Error, ErrorKind, Result};
 
-pub type Client = LegacyClient<HttpConnector, Full<Bytes>>;
+/// Longest wait for a TCP connection to a backend.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle keep-alive connections kept per replica; more are closed when they come back.
+const MAX_IDLE: usize = 1024;
 
-/// One client for every REST backend: it pools keep-alive connections per host and, when a
-/// pooled connection turns out closed before the request went out (KServe closes keep-alive
-/// after a 500), sends the request again on a fresh one.
+/// Settings shared by every REST connection. The connections themselves are pooled per
+/// replica ([`Endpoint`]), so a request takes one without hashing or a shared lock.
+#[derive(Debug, Clone, Default)]
+pub struct Client {}
+
 pub fn client() -> Client {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    LegacyClient::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(1024)
-        .retry_canceled_requests(true)
-        .build(connector)
+    Client {}
+}
+
+/// A REST replica's address and its idle keep-alive connections (HTTP/1.1).
+#[derive(Debug)]
+pub struct Endpoint {
+    authority: Authority,
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+}
+
+impl Endpoint {
+    fn checkout(&self) -> Option<SendRequest<Full<Bytes>>> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(sender) = idle.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, sender: SendRequest<Full<Bytes>>) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE
+        {
+            idle.push(sender);
+        }
+    }
+
+    /// A new connection, its protocol task running on the runtime.
+    async fn connect(&self, url: &str) -> Result<SendRequest<Full<Bytes>>> {
+        let unreachable = |cause: String| {
+            Error::upstream(
+                ErrorKind::Unavailable,
+                format!("backend {url} is unreachable: {cause}"),
+            )
+        };
+        let connecting = TcpStream::connect(self.authority.as_str());
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| {
+                unreachable(format!(
+                    "no connection within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable(chain(&e)))?;
+        tokio::spawn(async move {
+            // Ends when the backend or the pool closes the connection.
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
 }
 
 /// A backend's answer, body read in full.
@@ -76,23 +134,28 @@ fn error_message(body: &[u8]) -> String {
 /// How many times a request that died on a stale pooled connection is sent again.
 const STALE_RETRIES: usize = 2;
 
-/// A REST replica: its URL (for messages) and its parsed authority (for requests).
-pub type Replica = replicas::Replica<Authority>;
+/// A REST replica: its URL (for messages) and its endpoint (address and connections).
+pub type Replica = replicas::Replica<Endpoint>;
 
-/// The authority (`host:port`) of a backend URL `http://host:port`.
-pub fn authority(url: &str) -> Result<Authority> {
-    url.strip_prefix("http://")
+/// The endpoint of a backend URL `http://host:port`.
+pub fn endpoint(url: &str) -> Result<Endpoint> {
+    let authority = url
+        .strip_prefix("http://")
         .and_then(|rest| rest.parse().ok())
         .ok_or_else(|| {
             Error::bad_request(format!(
                 "invalid backend url {url:?}: expected http://host:port"
             ))
-        })
+        })?;
+    Ok(Endpoint {
+        authority,
+        idle: Mutex::new(Vec::new()),
+    })
 }
 
 /// Sends one request to `path` on `replica` and reads the whole answer (bounded by `max_body`).
 pub async fn send(
-    client: &Client,
+    _client: &Client,
     method: Method,
     replica: &Replica,
     path: &str,
@@ -101,54 +164,73 @@ pub async fn send(
     max_body: usize,
 ) -> Result<Reply> {
     let base = replica.url.as_str();
-    let uri = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(replica.client.clone())
-        .path_and_query(path)
-        .build()
+    let endpoint = &replica.client;
+    // Origin form (`/v2/...`) with a Host header, as HTTP/1.1 servers expect from a client.
+    let uri: Uri = path
+        .parse()
         .map_err(|e| Error::bad_request(format!("invalid backend path {path:?}: {e}")))?;
     let mut stale_retries = 0;
-    let response = loop {
+    loop {
+        let (mut sender, reused) = match endpoint.checkout() {
+            Some(sender) => (sender, true),
+            None => (endpoint.connect(base).await?, false),
+        };
         let mut request = Request::new(Full::new(body.clone()));
         *request.method_mut() = method.clone();
         *request.uri_mut() = uri.clone();
         *request.headers_mut() = headers.clone();
-        match client.request(request).await {
-            Ok(response) => break response,
+        request
+            .headers_mut()
+            .insert(http::header::HOST, host_header(&endpoint.authority));
+        let sent = match sender.ready().await {
+            Ok(()) => sender.send_request(request).await,
+            Err(error) => Err(error),
+        };
+        match sent {
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                let body = Limited::new(body, max_body)
+                    .collect()
+                    .await
+                    .map_err(|e| body_error(base, max_body, e.as_ref()))?
+                    .to_bytes();
+                endpoint.checkin(sender);
+                return Ok(Reply {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                });
+            }
             // A keep-alive connection the backend closed (KServe and MLServer close after some
             // 500s) fails the next request written to it before any answer: the backend never
             // saw it, so it goes again, on a fresh connection.
-            Err(error) if stale_retries < STALE_RETRIES && is_stale_connection(&error) => {
+            Err(error)
+                if reused && stale_retries < STALE_RETRIES && is_stale_connection(&error) =>
+            {
                 stale_retries += 1;
             }
-            Err(error) => return Err(request_error(base, &error)),
+            Err(error) => {
+                return Err(Error::upstream(
+                    ErrorKind::BadGateway,
+                    format!("backend {base} failed: {}", chain(&error)),
+                ));
+            }
         }
-    };
-    let (parts, body) = response.into_parts();
-    let body = Limited::new(body, max_body)
-        .collect()
-        .await
-        .map_err(|e| body_error(base, max_body, e.as_ref()))?
-        .to_bytes();
-    Ok(Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    })
+    }
+}
+
+fn host_header(authority: &Authority) -> http::HeaderValue {
+    http::HeaderValue::from_str(authority.as_str())
+        .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"))
 }
 
 /// A failure with no answer at all on a connection that was open: reset or closed under us.
-fn is_stale_connection(error: &hyper_util::client::legacy::Error) -> bool {
-    if error.is_connect() {
-        return false;
+fn is_stale_connection(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() || error.is_canceled() || error.is_closed() {
+        return true;
     }
     let mut source = error.source();
     while let Some(cause) = source {
-        if let Some(hyper_error) = cause.downcast_ref::<hyper::Error>()
-            && (hyper_error.is_incomplete_message() || hyper_error.is_canceled())
-        {
-            return true;
-        }
         if let Some(io) = cause.downcast_ref::<std::io::Error>()
             && matches!(
                 io.kind(),
@@ -162,21 +244,6 @@ fn is_stale_connection(error: &hyper_util::client::legacy::Error) -> bool {
         source = cause.source();
     }
     false
-}
-
-fn request_error(base: &str, error: &hyper_util::client::legacy::Error) -> Error {
-    let cause = chain(error);
-    if error.is_connect() {
-        Error::upstream(
-            ErrorKind::Unavailable,
-            format!("backend {base} is unreachable: {cause}"),
-        )
-    } else {
-        Error::upstream(
-            ErrorKind::BadGateway,
-            format!("backend {base} failed: {cause}"),
-        )
-    }
 }
 
 fn body_error(base: &str, max_body: usize, error: &(dyn StdError + 'static)) -> Error {
