@@ -91,6 +91,8 @@ def test_defaults_without_any_source() -> None:
         "health_check_interval_ms": 2000,
         "metadata_ttl_ms": 30000,
         "python_workers": 2,
+        "python_queue_size": 4096,
+        "connect_timeout_ms": 5000,
         "models": [],
     }
 
@@ -146,6 +148,8 @@ def test_top_level_section() -> None:
         health_check_interval_s: 0
         metadata_ttl_s: 0.25
         python_workers: 8
+        python_queue_size: 16
+        connect_timeout_s: 0.5
         """
     )
     assert cfg.host == "127.0.0.1"
@@ -158,6 +162,7 @@ def test_top_level_section() -> None:
     assert core["drain_timeout_ms"] == 1500
     assert core["health_check_interval_ms"] == 0
     assert core["metadata_ttl_ms"] == 250
+    assert (core["python_queue_size"], core["connect_timeout_ms"]) == (16, 500)
 
 
 @pytest.mark.parametrize("value", ["text", "json", "off"])
@@ -530,6 +535,8 @@ def test_to_core_full_snapshot() -> None:
         "health_check_interval_ms": 2000,
         "metadata_ttl_ms": 30000,
         "python_workers": 2,
+        "python_queue_size": 4096,
+        "connect_timeout_ms": 5000,
         "models": [
             {
                 "name": "sum",
@@ -621,7 +628,9 @@ URL = "url: http://127.0.0.1:9000\n"
 FILE_ERRORS: list[tuple[str, str, str]] = [
     ("- 1\n", "config.yaml: ", "must be a mapping, got a list"),
     ("htp_port: 1\n", "config.yaml: ", "unknown key 'htp_port' (did you mean 'http_port'?)"),
-    ("http_port: 1\nbogus: 2\n", "config.yaml: ", "allowed keys: access_log, drain_timeout_s"),
+    ("http_port: 1\nbogus: 2\n", "config.yaml: ", "allowed keys: access_log, connect_timeout_s"),
+    ("python_queue_size: 0\n", "config.yaml: python_queue_size: ", "between 1 and"),
+    ("connect_timeout_s: 0\n", "config.yaml: connect_timeout_s: ", ""),
     ("host: ''\n", "config.yaml: host: ", "must be a host name"),
     ("host: 12\n", "config.yaml: host: ", "must be a string, got an integer 12"),
     ("http_port: 65536\n", "config.yaml: http_port: ", "must be between 0 and 65535, got 65536"),

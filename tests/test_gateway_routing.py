@@ -946,3 +946,28 @@ def test_a_port_in_use_fails_naming_the_address(tmp_path: Path, taken: str) -> N
     assert f"{HOST}:{busy}" in result.stderr, result.stderr
     assert "in use" in result.stderr.lower(), result.stderr
     assert elapsed < 10.0
+
+
+def test_a_full_python_queue_sheds_with_503(tmp_path: Path) -> None:
+    """One worker busy, one call waiting (python_queue_size 1): the next calls are shed at once,
+    and the ones admitted still finish."""
+    config = {
+        "python_workers": 1,
+        "python_queue_size": 1,
+        "models": [{"name": "slow", "backend": {"python": "inproc_models:slow"}}],
+    }
+    with start_gateway(config, env=python_path(), log_dir=tmp_path) as gw:
+        url = f"{gw.http_url}/v2/models/slow/infer"
+
+        def post(_: int) -> tuple[int, str]:
+            with httpx.Client(timeout=TIMEOUT) as http:
+                response = http.post(url, json=v2_body(ROWS))
+            return response.status_code, response.text
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            answers = list(pool.map(post, range(6)))
+    statuses = sorted(status for status, _ in answers)
+    assert statuses.count(200) >= 2, answers
+    assert 503 in statuses, answers
+    shed = [text for status, text in answers if status == 503]
+    assert all("python_queue_size" in text for text in shed), shed

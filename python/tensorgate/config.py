@@ -227,6 +227,10 @@ class GatewayConfig:
     health_check_interval_s: float = 2.0
     metadata_ttl_s: float = 30.0
     python_workers: int = 2
+    python_queue_size: int = 4096
+    """In-process model calls waiting for a worker before new ones are shed (503)."""
+    connect_timeout_s: float = 5.0
+    """Longest wait for a TCP connection to a backend (then 503)."""
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     """Global limits; each model's ``limits`` already has them merged in."""
     models: tuple[ModelConfig, ...] = ()
@@ -244,6 +248,8 @@ class GatewayConfig:
             "health_check_interval_ms": _ms(self.health_check_interval_s),
             "metadata_ttl_ms": _ms(self.metadata_ttl_s),
             "python_workers": self.python_workers,
+            "python_queue_size": self.python_queue_size,
+            "connect_timeout_ms": _ms(self.connect_timeout_s),
             "models": [m.to_core() for m in self.models],
         }
 
@@ -442,6 +448,8 @@ _TOP_FIELDS: dict[str, _Parser] = {
     "health_check_interval_s": _seconds_field(allow_zero=True),
     "metadata_ttl_s": _seconds_field(allow_zero=True),
     "python_workers": _int_field(1, 1024),
+    "python_queue_size": _int_field(1, 1 << 20),
+    "connect_timeout_s": _seconds_field(allow_zero=False),
 }
 
 _LIMIT_KEYS = tuple(LimitsConfig().to_core())
@@ -706,6 +714,8 @@ _ENV_TOP = {
     "TENSORGATE_FORWARD_HEADERS": "forward_headers",
     "TENSORGATE_HEALTH_CHECK_INTERVAL_S": "health_check_interval_s",
     "TENSORGATE_PYTHON_WORKERS": "python_workers",
+    "TENSORGATE_PYTHON_QUEUE_SIZE": "python_queue_size",
+    "TENSORGATE_CONNECT_TIMEOUT_S": "connect_timeout_s",
 }
 
 

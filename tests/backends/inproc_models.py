@@ -14,6 +14,7 @@ The gateway subprocess imports this module by name: tests put ``tests/backends``
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, ClassVar
 
 import numpy as np
@@ -84,3 +85,9 @@ async def strict_async(inputs: Arrays) -> dict[str, Array]:
 def not_a_dict(inputs: Arrays) -> Any:
     """A broken model: a list, not a dict of arrays."""
     return [_x(inputs)]
+
+
+def slow(inputs: Arrays) -> dict[str, Array]:
+    """Holds its worker for half a second, then echoes ``x`` as ``y``."""
+    time.sleep(0.5)
+    return {"y": _x(inputs)}

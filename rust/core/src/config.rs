@@ -23,6 +23,10 @@ pub struct GatewayConfig {
     pub health_check_interval_ms: u64,
     pub metadata_ttl_ms: u64,
     pub python_workers: usize,
+    /// In-process model calls that may wait for a Python worker before new ones are shed.
+    pub python_queue_size: usize,
+    /// Longest wait for a TCP connection to a backend.
+    pub connect_timeout_ms: u64,
     pub models: Vec<ModelConfig>,
 }
 
@@ -80,6 +84,10 @@ impl GatewayConfig {
     pub fn from_json(json: &str) -> Result<Self> {
         serde_json::from_str(json)
             .map_err(|e| Error::bad_request(format!("invalid gateway configuration: {e}")))
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
     }
 
     pub fn drain_timeout(&self) -> Duration {

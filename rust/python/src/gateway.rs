@@ -20,9 +20,6 @@ use tokio::sync::oneshot;
 use crate::error::to_py;
 use crate::request::{InferRequest, InferResponse};
 
-/// Calls waiting for a Python worker; beyond this many, in-process models shed load.
-const QUEUE_CAPACITY: usize = 4096;
-
 #[derive(Debug)]
 enum Job {
     Infer {
@@ -55,7 +52,10 @@ fn enqueue<T: Send + 'static>(
         Ok(()) => Ok(()),
         Err(TrySendError::Full(_)) => Err(CoreError::new(
             ErrorKind::Overloaded,
-            format!("{QUEUE_CAPACITY} calls are already waiting for a Python worker"),
+            format!(
+                "{} calls are already waiting for a Python worker (python_queue_size); retry later",
+                jobs.capacity().unwrap_or_default()
+            ),
         )),
         Err(TrySendError::Disconnected(_)) => {
             Err(CoreError::unavailable("the Python workers have stopped"))
@@ -127,7 +127,7 @@ impl Gateway {
     #[new]
     fn new(py: Python<'_>, config_json: &str) -> PyResult<Self> {
         let config = parse(config_json)?;
-        let (sender, jobs) = crossbeam_channel::bounded(QUEUE_CAPACITY);
+        let (sender, jobs) = crossbeam_channel::bounded(config.python_queue_size.max(1));
         let host = Arc::new(PyHost { jobs: sender });
         let gateway = py
             .detach(|| CoreGateway::start(&config, host))

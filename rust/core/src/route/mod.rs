@@ -78,7 +78,9 @@ impl Route {
             } => Backend::Http {
                 replicas: Replicas::new(
                     urls.iter()
-                        .map(|url| Ok((url.clone(), http::endpoint(url)?)))
+                        .map(|url| {
+                            Ok((url.clone(), http::endpoint(url, config.connect_timeout())?))
+                        })
                         .collect::<Result<Vec<_>>>()?,
                     model.eject_after_failures,
                     eject_for,
@@ -96,7 +98,11 @@ impl Route {
                     .map(|url| {
                         Ok((
                             url.clone(),
-                            grpc::client(url, config.grpc_max_message_bytes)?,
+                            grpc::client(
+                                url,
+                                config.grpc_max_message_bytes,
+                                config.connect_timeout(),
+                            )?,
                         ))
                     })
                     .collect::<Result<Vec<_>>>()?;

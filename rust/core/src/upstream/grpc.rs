@@ -13,11 +13,11 @@ use crate::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 pub type Client = GrpcInferenceServiceClient<Channel>;
 
 /// A client for `url` (`http://host:port`); it connects on first use and reconnects by itself.
-pub fn client(url: &str, max_message_bytes: usize) -> Result<Client> {
+pub fn client(url: &str, max_message_bytes: usize, connect_timeout: Duration) -> Result<Client> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| Error::bad_request(format!("invalid gRPC backend url {url:?}: {e}")))?
         .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(connect_timeout)
         .http2_keep_alive_interval(Duration::from_secs(30));
     Ok(GrpcInferenceServiceClient::new(endpoint.connect_lazy())
         .max_decoding_message_size(max_message_bytes)

@@ -16,8 +16,6 @@ use tokio::net::TcpStream;
 use super::replicas;
 use crate::error::{Error, ErrorKind, Result};
 
-/// Longest wait for a TCP connection to a backend.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle keep-alive connections kept per replica; more are closed when they come back.
 const MAX_IDLE: usize = 1024;
 
@@ -34,6 +32,7 @@ pub fn client() -> Client {
 #[derive(Debug)]
 pub struct Endpoint {
     authority: Authority,
+    connect_timeout: Duration,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
 }
 
@@ -68,13 +67,11 @@ impl Endpoint {
             )
         };
         let connecting = TcpStream::connect(self.authority.as_str());
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        let stream = tokio::time::timeout(self.connect_timeout, connecting)
             .await
             .map_err(|_| {
-                unreachable(format!(
-                    "no connection within {} s",
-                    CONNECT_TIMEOUT.as_secs()
-                ))
+                let ms = self.connect_timeout.as_millis();
+                unreachable(format!("no connection within {ms} ms"))
             })?
             .map_err(|e| unreachable(e.to_string()))?;
         let _ = stream.set_nodelay(true);
@@ -138,7 +135,7 @@ const STALE_RETRIES: usize = 2;
 pub type Replica = replicas::Replica<Endpoint>;
 
 /// The endpoint of a backend URL `http://host:port`.
-pub fn endpoint(url: &str) -> Result<Endpoint> {
+pub fn endpoint(url: &str, connect_timeout: Duration) -> Result<Endpoint> {
     let authority = url
         .strip_prefix("http://")
         .and_then(|rest| rest.parse().ok())
@@ -149,6 +146,7 @@ pub fn endpoint(url: &str) -> Result<Endpoint> {
         })?;
     Ok(Endpoint {
         authority,
+        connect_timeout,
         idle: Mutex::new(Vec::new()),
     })
 }
