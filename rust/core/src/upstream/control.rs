@@ -16,9 +16,6 @@ use crate::proto::{
 };
 use crate::route::{Backend, not_ready};
 
-/// Largest metadata or readiness answer read from a backend.
-const CONTROL_MAX_BODY: usize = 4 << 20;
-
 impl Call<'_> {
     /// Whether the model can serve: the route's replicas are up and, for remote backends, the
     /// backend says the model is ready.
@@ -129,7 +126,7 @@ impl Call<'_> {
                         &path,
                         self.headers.clone(),
                         Bytes::new(),
-                        CONTROL_MAX_BODY,
+                        self.route.limits.max_body_bytes,
                     );
                     let reply = self.bounded(send).await?;
                     if !reply.is_success() {
@@ -188,7 +185,7 @@ impl Call<'_> {
             path,
             self.headers.clone(),
             Bytes::new(),
-            CONTROL_MAX_BODY,
+            self.route.limits.max_body_bytes,
         );
         self.bounded(probe).await
     }
