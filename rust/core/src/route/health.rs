@@ -13,8 +13,6 @@ use crate::config::HttpProtocol;
 use crate::proto::ServerReadyRequest;
 use crate::upstream::http;
 
-/// Longest a probe may take before it counts as a failure.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Probes read at most this much of a health answer.
 const PROBE_MAX_BODY: usize = 64 << 10;
 
@@ -33,15 +31,16 @@ pub fn spawn(route: &Arc<Route>, interval: Duration, client: &http::Client) {
         ticker.tick().await;
         loop {
             ticker.tick().await;
-            if !check_once(&weak, &client).await {
+            if !check_once(&weak, &client, interval).await {
                 break;
             }
         }
     });
 }
 
-/// Probes every replica once; false when the route is gone.
-async fn check_once(route: &Weak<Route>, client: &http::Client) -> bool {
+/// Probes every replica once; false when the route is gone. A probe that takes longer than
+/// the interval counts as a failure, so probes never pile up.
+async fn check_once(route: &Weak<Route>, client: &http::Client, timeout: Duration) -> bool {
     let Some(route) = route.upgrade() else {
         return false;
     };
@@ -50,7 +49,7 @@ async fn check_once(route: &Weak<Route>, client: &http::Client) -> bool {
             replicas, protocol, ..
         } => {
             for replica in replicas.all() {
-                let healthy = probe_http(client, replica, *protocol).await;
+                let healthy = probe_http(client, replica, *protocol, timeout).await;
                 replicas.set_healthy(replica, healthy);
             }
         }
@@ -59,7 +58,7 @@ async fn check_once(route: &Weak<Route>, client: &http::Client) -> bool {
                 let mut client = replica.client.clone();
                 let probe = client.server_ready(ServerReadyRequest {});
                 let healthy = matches!(
-                    tokio::time::timeout(PROBE_TIMEOUT, probe).await,
+                    tokio::time::timeout(timeout, probe).await,
                     Ok(Ok(response)) if response.get_ref().ready
                 );
                 replicas.set_healthy(replica, healthy);
@@ -75,6 +74,7 @@ async fn probe_http(
     client: &http::Client,
     replica: &http::Replica,
     protocol: HttpProtocol,
+    timeout: Duration,
 ) -> bool {
     let path = match protocol {
         HttpProtocol::V2 => "/v2/health/ready",
@@ -89,5 +89,5 @@ async fn probe_http(
         Bytes::new(),
         PROBE_MAX_BODY,
     );
-    matches!(tokio::time::timeout(PROBE_TIMEOUT, probe).await, Ok(Ok(reply)) if reply.is_success())
+    matches!(tokio::time::timeout(timeout, probe).await, Ok(Ok(reply)) if reply.is_success())
 }
