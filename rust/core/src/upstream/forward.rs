@@ -173,6 +173,17 @@ impl Call<'_> {
     /// `output-0`) takes the one declared name, and INT64/FP64 values are cast to the declared
     /// datatypes (V1 JSON has no others). Without metadata they stay as they are.
     async fn conform_v1(&self, tensors: Vec<Tensor>, outputs: bool) -> Result<Vec<Tensor>> {
+        // A V1 backend has no V2 metadata of its own to ask for: only the route's counts.
+        let v1_backend = matches!(
+            self.route.backend,
+            Backend::Http {
+                protocol: HttpProtocol::V1,
+                ..
+            }
+        );
+        if v1_backend && self.route.metadata.is_none() {
+            return Ok(tensors);
+        }
         let Ok(metadata) = self.model_metadata().await else {
             return Ok(tensors);
         };
