@@ -93,6 +93,7 @@ def test_defaults_without_any_source() -> None:
         "python_workers": 2,
         "python_queue_size": 4096,
         "connect_timeout_ms": 5000,
+        "client_timeout_ms": 30000,
         "models": [],
     }
 
@@ -537,6 +538,7 @@ def test_to_core_full_snapshot() -> None:
         "python_workers": 2,
         "python_queue_size": 4096,
         "connect_timeout_ms": 5000,
+        "client_timeout_ms": 30000,
         "models": [
             {
                 "name": "sum",
@@ -628,7 +630,7 @@ URL = "url: http://127.0.0.1:9000\n"
 FILE_ERRORS: list[tuple[str, str, str]] = [
     ("- 1\n", "config.yaml: ", "must be a mapping, got a list"),
     ("htp_port: 1\n", "config.yaml: ", "unknown key 'htp_port' (did you mean 'http_port'?)"),
-    ("http_port: 1\nbogus: 2\n", "config.yaml: ", "allowed keys: access_log, connect_timeout_s"),
+    ("http_port: 1\nbogus: 2\n", "config.yaml: ", "allowed keys: access_log, client_timeout_s"),
     ("python_queue_size: 0\n", "config.yaml: python_queue_size: ", "between 1 and"),
     ("connect_timeout_s: 0\n", "config.yaml: connect_timeout_s: ", ""),
     ("host: ''\n", "config.yaml: host: ", "must be a host name"),

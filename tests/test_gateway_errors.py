@@ -9,6 +9,7 @@ KServe closing keep-alive after a 500, and concurrency shedding.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -406,3 +407,42 @@ def test_max_concurrency_sheds_with_503(client: httpx.Client, gateway: Server) -
     # The slot is free again.
     again = client.post("/v2/models/shed/infer", json=v2_body(ROWS, parameters={"sleep": 0}))
     assert again.status_code == 200, again.text
+
+
+# -- slow clients ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def impatient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A gateway with a short client_timeout_s in front of an in-process model."""
+    config = {
+        "client_timeout_s": 0.5,
+        "models": [{"name": "demo", "backend": {"python": "tensorgate.demo:sum"}}],
+    }
+    with start_gateway(config, log_dir=tmp_path_factory.mktemp("impatient")) as gateway:
+        yield gateway
+
+
+def raw_exchange(gateway: Server, data: bytes, wait: float = 5.0) -> tuple[bytes, float]:
+    """Sends `data` on a raw connection and reads until the gateway closes it (bounded)."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", gateway.http_port), timeout=wait) as sock:
+        sock.sendall(data)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received, time.monotonic() - started
+
+
+def test_unfinished_headers_close_the_connection_after_client_timeout(impatient: Server) -> None:
+    received, took = raw_exchange(impatient, b"POST /v2/models/demo/infer HTTP/1.1\r\nHost: a\r\n")
+    assert took < 3.0, took
+    assert b"200 OK" not in received
+
+
+def test_a_body_that_never_arrives_is_400_after_client_timeout(impatient: Server) -> None:
+    head = b"POST /v2/models/demo/infer HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"
+    received, took = raw_exchange(impatient, head + b'{"inputs"')
+    assert took < 3.0, took
+    assert received.startswith(b"HTTP/1.1 400"), received
+    assert b"client_timeout" in received, received

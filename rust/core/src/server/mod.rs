@@ -16,7 +16,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -43,6 +43,8 @@ struct Shared {
     host: Arc<dyn Host>,
     metrics: Metrics,
     draining: AtomicBool,
+    /// Longest wait for a client's request headers, then for its body.
+    client_timeout: Duration,
 }
 
 /// The parts of the configuration that apply to every request and may change on reload.
@@ -150,6 +152,7 @@ impl Gateway {
             host,
             metrics: Metrics::default(),
             draining: AtomicBool::new(false),
+            client_timeout: config.client_timeout(),
         });
         let (stop, stopped) = watch::channel(false);
         let drain_timeout = config.drain_timeout();
@@ -263,6 +266,11 @@ async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client that never finishes its headers must not hold a connection forever.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.client_timeout);
     builder
         .http2()
         .initial_stream_window_size(4 << 20)

@@ -196,7 +196,7 @@ async fn infer(
     let route = find(&routes, model)?;
     let _admission = route.admit()?;
     let header_length = header_length(parts)?;
-    let body = read_body(parts, body, route).await?;
+    let body = read_body(parts, body, route, shared.client_timeout).await?;
     exchange.bytes_in = body.len();
     let call = shared.call(
         route,
@@ -233,8 +233,14 @@ fn header_length(parts: &Parts) -> Result<Option<usize>> {
     Ok(Some(length))
 }
 
-/// Reads the body, refusing it as soon as it is known to exceed the route's limit.
-async fn read_body(parts: &Parts, body: Incoming, route: &Route) -> Result<Bytes> {
+/// Reads the body, refusing it as soon as it is known to exceed the route's limit, or when the
+/// client does not send it within `timeout`.
+async fn read_body(
+    parts: &Parts,
+    body: Incoming,
+    route: &Route,
+    timeout: Duration,
+) -> Result<Bytes> {
     let max = route.limits.max_body_bytes;
     let declared = parts
         .headers
@@ -244,7 +250,14 @@ async fn read_body(parts: &Parts, body: Incoming, route: &Route) -> Result<Bytes
     if declared.is_some_and(|length| length > max as u64) {
         return Err(too_large(max));
     }
-    match Limited::new(body, max).collect().await {
+    let reading = tokio::time::timeout(timeout, Limited::new(body, max).collect());
+    let Ok(read) = reading.await else {
+        let ms = timeout.as_millis();
+        return Err(Error::bad_request(format!(
+            "the request body did not arrive within client_timeout ({ms} ms)"
+        )));
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large(max)),
         Err(error) => Err(Error::bad_request(format!(
