@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import tensorgate
+from recorder import Recorder, running_recorder
 from servers import Server, start_kserve, start_mlserver
 from tritonclient.utils import np_to_triton_dtype, triton_to_np_dtype
 
@@ -221,3 +222,10 @@ def pytest_runtest_makereport(
         for server in _servers_of(item):
             report.sections.append((f"{server.name} log (pid {server.pid})", server.log()))
     return report
+
+
+@pytest.fixture(scope="module")
+def recorder() -> Iterator[Recorder]:
+    """A recording V2 REST backend (see ``tests/recorder.py``)."""
+    with running_recorder() as server:
+        yield server

@@ -17,7 +17,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ import yaml
 from conftest import ServerFactory
 from oip import infer_request, message
 from prometheus_client.parser import text_string_to_metric_families
+from recorder import Recorder
 from servers import (
     HOST,
     ROOT,
@@ -96,72 +96,6 @@ def is_uuid(text: str) -> bool:
 
 
 # -- a recording V2 backend ---------------------------------------------------------------------
-
-
-class Recorder(ThreadingHTTPServer):
-    """A V2 REST backend answering every ``/infer`` with output ``sum`` = [1.0], and keeping the
-    headers of every inference request it received."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__((HOST, 0), RecorderHandler)
-        self.seen: list[dict[str, str]] = []
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:port``."""
-        return f"http://{HOST}:{self.server_address[1]}"
-
-    def headers_of(self, request_id: str) -> dict[str, str] | None:
-        """The headers of the request the backend received with this ``x-request-id``."""
-        with self.lock:
-            return next((h for h in self.seen if h.get("x-request-id") == request_id), None)
-
-
-class RecorderHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: Recorder
-
-    def _answer(self, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:
-        if self.path.endswith("/ready") or self.path.endswith("/live"):
-            self._answer(200, {"ready": True, "live": True})
-        else:
-            self._answer(404, {"error": "Not Found"})
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        request = json.loads(self.rfile.read(length) or b"{}")
-        with self.server.lock:
-            self.server.seen.append({k.lower(): v for k, v in self.headers.items()})
-        model = self.path.split("/")[3] if self.path.count("/") >= 4 else "?"
-        output = {"name": "sum", "shape": [1], "datatype": "FP32", "data": [1.0]}
-        self._answer(200, {"model_name": model, "id": request.get("id"), "outputs": [output]})
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent."""
-
-
-@pytest.fixture(scope="module")
-def recorder() -> Iterator[Recorder]:
-    server = Recorder()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(TIMEOUT)
 
 
 # -- the shared gateway -------------------------------------------------------------------------

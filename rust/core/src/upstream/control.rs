@@ -189,22 +189,6 @@ impl Call<'_> {
         );
         self.bounded(probe).await
     }
-
-    /// `work` within the route's timeout (a 504 when it runs out).
-    async fn bounded<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
-        tokio::time::timeout(self.route.timeout, work)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Error::upstream(
-                    ErrorKind::Timeout,
-                    format!(
-                        "backend of model '{}' did not answer within {} ms",
-                        self.model,
-                        self.route.timeout.as_millis()
-                    ),
-                ))
-            })
-    }
 }
 
 /// Reads V2 REST model metadata (`{"name", "versions", "platform", "inputs", "outputs"}`);

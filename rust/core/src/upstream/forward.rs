@@ -409,7 +409,12 @@ impl Call<'_> {
                 }
             }
         };
-        self.timed(tokio::time::timeout(route.timeout, attempts))
+        self.timed(self.bounded(attempts)).await
+    }
+
+    /// `work` within the route's timeout (a 504 when it runs out).
+    pub(super) async fn bounded<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::time::timeout(self.route.timeout, work)
             .await
             .unwrap_or_else(|_| {
                 Err(Error::upstream(
@@ -417,7 +422,7 @@ impl Call<'_> {
                     format!(
                         "backend of model '{}' did not answer within {} ms",
                         self.model,
-                        route.timeout.as_millis()
+                        self.route.timeout.as_millis()
                     ),
                 ))
             })
