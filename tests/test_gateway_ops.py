@@ -305,9 +305,10 @@ def test_sighup_reloads_under_load_without_failures(kserve_backend: Server, tmp_
             thread.start()
         try:
             wait_until(lambda: done[0] >= 40, TIMEOUT, "40 requests before the reload")
-            config["models"].append(
-                {"name": "sum-again", "backend": {"url": kserve_backend.http_url, "model": "sum"}}
-            )
+            config["models"] += [
+                {"name": "sum-again", "backend": {"url": kserve_backend.http_url, "model": "sum"}},
+                {"name": "classifier", "backend": {"python": "tensorgate.demo:classifier"}},
+            ]
             path.write_text(yaml.safe_dump(config, sort_keys=False))
             gateway.signal(signal.SIGHUP)
 
@@ -325,6 +326,16 @@ def test_sighup_reloads_under_load_without_failures(kserve_backend: Server, tmp_
         assert failures == [], failures[:5]
         assert done[0] >= 300
         assert after_reload[0] >= 40
+        # A new in-process model is served too, with its declared metadata.
+        iris = {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}
+        answer = httpx.post(
+            gateway.http_url + "/v2/models/classifier/infer",
+            json={"inputs": [iris]},
+            timeout=TIMEOUT,
+        )
+        assert answer.status_code == 200, answer.text
+        labels = [o["data"] for o in answer.json()["outputs"] if o["name"] == "label"]
+        assert labels == [[0]]
         r = httpx.post(
             gateway.http_url + "/v2/models/sum-again/infer", json=v2_body(ROWS), timeout=TIMEOUT
         )

@@ -46,13 +46,20 @@ def _with_model_metadata(
     return dataclasses.replace(config, models=tuple(fill(m) for m in config.models))
 
 
-def load_models(config: GatewayConfig) -> dict[str, models.LoadedModel]:
-    """Imports every in-process model of ``config`` (route name -> model).
+def load_models(
+    config: GatewayConfig, running: Mapping[str, models.LoadedModel] | None = None
+) -> dict[str, models.LoadedModel]:
+    """Imports every in-process model of ``config`` (route name -> model); a route whose target
+    is already ``running`` keeps that instance instead of loading it again.
 
     A model that cannot be loaded is a :class:`ConfigError` naming the route.
     """
     loaded = {}
     for name, target in config.python_models():
+        current = (running or {}).get(name)
+        if current is not None and current.target == target:
+            loaded[name] = current
+            continue
         try:
             loaded[name] = models.load(target)
         except ValueError as error:
@@ -114,7 +121,10 @@ class Server:
             return
         try:
             config = self._reload_source()
-            loaded = {**self._models, **load_models(config)}
+            loaded = load_models(config, self._models)
+            # Resolvable before the core routes a request to them; old ones stay for requests
+            # still in flight on the old routes.
+            self._models = {**self._models, **loaded}
             config = _with_model_metadata(config, loaded)
             self.gateway.reload(json.dumps(config.to_core()))
         except (ValueError, _core.ProtocolError) as error:
