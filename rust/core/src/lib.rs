@@ -4,6 +4,7 @@
 //! Nothing here links Python; the `tensorgate-python` crate binds it.
 
 pub mod batch;
+pub mod body;
 pub mod codec;
 pub mod config;
 pub mod error;

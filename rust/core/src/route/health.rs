@@ -6,7 +6,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use ::http::{HeaderMap, Method};
-use bytes::Bytes;
 
 use super::{Backend, Route};
 use crate::config::HttpProtocol;
@@ -86,7 +85,7 @@ async fn probe_http(
         replica,
         path,
         HeaderMap::new(),
-        Bytes::new(),
+        http::Chunks::default(),
         PROBE_MAX_BODY,
     );
     matches!(tokio::time::timeout(timeout, probe).await, Ok(Ok(reply)) if reply.is_success())

@@ -7,12 +7,13 @@ use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
 
 use super::paths::{self, Endpoint, Mismatch};
 use super::{AccessLine, REQUEST_ID, Shared, request_id};
+use crate::body::Chunks;
 use crate::error::{Error, Result};
 use crate::metrics::{Observation, Protocol};
 use crate::route::{Route, not_found, not_ready};
@@ -33,7 +34,7 @@ struct Exchange<'p> {
     upstream: Option<Duration>,
 }
 
-pub async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Full<Bytes>> {
+pub async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Chunks> {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let request_id = request_id(&parts.headers);
@@ -78,7 +79,7 @@ pub async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Ful
     response
 }
 
-fn body_len(body: &Full<Bytes>) -> usize {
+fn body_len(body: &Chunks) -> usize {
     usize::try_from(hyper::body::Body::size_hint(body).lower()).unwrap_or(usize::MAX)
 }
 
@@ -89,7 +90,7 @@ async fn answer<'p>(
     body: Incoming,
     request_id: &HeaderValue,
     exchange: &mut Exchange<'p>,
-) -> Result<Response<Full<Bytes>>> {
+) -> Result<Response<Chunks>> {
     exchange.model = endpoint.model();
     match endpoint {
         Endpoint::Root => Ok(json_response(StatusCode::OK, json!({"status": "alive"}))),
@@ -182,7 +183,7 @@ async fn infer(
     body: Incoming,
     request_id: &HeaderValue,
     exchange: &mut Exchange<'_>,
-) -> Result<Response<Full<Bytes>>> {
+) -> Result<Response<Chunks>> {
     let Inference {
         front,
         model,
@@ -272,7 +273,7 @@ fn too_large(max: usize) -> Error {
     ))
 }
 
-fn readiness(shared: &Shared) -> Result<Response<Full<Bytes>>> {
+fn readiness(shared: &Shared) -> Result<Response<Chunks>> {
     if shared.is_ready() {
         Ok(json_response(StatusCode::OK, json!({"ready": true})))
     } else {
@@ -286,7 +287,7 @@ async fn model_ready(
     version: Option<&str>,
     parts: &Parts,
     request_id: &HeaderValue,
-) -> Result<Response<Full<Bytes>>> {
+) -> Result<Response<Chunks>> {
     let routes = shared.routes.load();
     let route = find(&routes, model)?;
     let draining = shared.draining.load(std::sync::atomic::Ordering::Relaxed);
@@ -305,7 +306,7 @@ async fn model_ready(
     ))
 }
 
-async fn metrics(shared: &Shared) -> Result<Response<Full<Bytes>>> {
+async fn metrics(shared: &Shared) -> Result<Response<Chunks>> {
     let text = shared.host.metrics().await?;
     let mut response = bytes_response(StatusCode::OK, text.into());
     response.headers_mut().insert(
@@ -316,7 +317,7 @@ async fn metrics(shared: &Shared) -> Result<Response<Full<Bytes>>> {
 }
 
 /// 404 and 405 in the V2 error envelope (KServe answers FastAPI's `{"detail": ...}`).
-fn mismatch_response(mismatch: Mismatch) -> Response<Full<Bytes>> {
+fn mismatch_response(mismatch: Mismatch) -> Response<Chunks> {
     match mismatch {
         Mismatch::NotFound => error_response(&Error::not_found("Not Found")),
         Mismatch::MethodNotAllowed(allowed) => {
@@ -331,8 +332,8 @@ fn mismatch_response(mismatch: Mismatch) -> Response<Full<Bytes>> {
     }
 }
 
-fn reply_response(reply: RestReply) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(reply.body));
+fn reply_response(reply: RestReply) -> Response<Chunks> {
+    let mut response = Response::new(reply.body);
     *response.status_mut() = reply.status;
     if let Some(content_type) = reply.content_type {
         response.headers_mut().insert(CONTENT_TYPE, content_type);
@@ -345,8 +346,8 @@ fn reply_response(reply: RestReply) -> Response<Full<Bytes>> {
     response
 }
 
-fn bytes_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
+fn bytes_response(status: StatusCode, body: Bytes) -> Response<Chunks> {
+    let mut response = Response::new(Chunks::from(body));
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -354,11 +355,11 @@ fn bytes_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     response
 }
 
-fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Full<Bytes>> {
+fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Chunks> {
     bytes_response(status, value.to_string().into())
 }
 
-fn error_response(error: &Error) -> Response<Full<Bytes>> {
+fn error_response(error: &Error) -> Response<Chunks> {
     let status =
         StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     bytes_response(status, error.to_json_body().into())

@@ -1,7 +1,6 @@
 //! Model readiness, metadata and repository load/unload, asked of a route's backend in its own
 //! protocol. Metadata is kept as the OIP message and converted to and from its REST JSON form.
 
-use bytes::Bytes;
 use http::Method;
 use serde_json::{Value, json};
 
@@ -125,7 +124,7 @@ impl Call<'_> {
                         replica,
                         &path,
                         self.headers.clone(),
-                        Bytes::new(),
+                        rest::Chunks::default(),
                         self.route.limits.max_body_bytes,
                     );
                     let reply = self.bounded(send).await?;
@@ -184,7 +183,7 @@ impl Call<'_> {
             lease.replica,
             path,
             self.headers.clone(),
-            Bytes::new(),
+            rest::Chunks::default(),
             self.route.limits.max_body_bytes,
         );
         self.bounded(probe).await

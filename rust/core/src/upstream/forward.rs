@@ -50,7 +50,7 @@ pub struct RestReply {
     pub status: StatusCode,
     pub content_type: Option<HeaderValue>,
     pub header_length: Option<usize>,
-    pub body: Bytes,
+    pub body: rest::Chunks,
 }
 
 impl RestReply {
@@ -74,7 +74,7 @@ impl RestReply {
             status: StatusCode::OK,
             content_type: Some(HeaderValue::from_static(content_type)),
             header_length,
-            body: encoded.to_vec().into(),
+            body: encoded.into(),
         }
     }
 
@@ -94,7 +94,7 @@ impl RestReply {
             status: reply.status,
             content_type: reply.headers.get(CONTENT_TYPE).cloned(),
             header_length,
-            body: reply.body,
+            body: reply.body.into(),
         }
     }
 }
@@ -142,7 +142,7 @@ impl Call<'_> {
             if let Some(length) = header_length {
                 headers.insert(HEADER_LENGTH, HeaderValue::from(length));
             }
-            let reply = self.http_call(&path, headers, body).await?;
+            let reply = self.http_call(&path, headers, body.into()).await?;
             return Ok(RestReply::passthrough(reply));
         }
         let limits = &self.route.limits;
@@ -291,7 +291,7 @@ impl Call<'_> {
             } => {
                 let body = v1::encode_request(&request)?;
                 let path = format!("/v1/models/{model}:predict");
-                let reply = self.http_json(&path, body.into()).await?;
+                let reply = self.http_json(&path, Bytes::from(body).into()).await?;
                 let mut response =
                     v1::decode_response(&reply.body, &model, limits).map_err(invalid_answer)?;
                 response.outputs = self.conform_v1(response.outputs, true).await?;
@@ -315,7 +315,7 @@ impl Call<'_> {
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
                 let path = v2_path(&model, self.version, "/infer");
                 let reply = self
-                    .http_call(&path, headers, encoded.to_vec().into())
+                    .http_call(&path, headers, rest::Chunks::from(encoded))
                     .await?;
                 if !reply.is_success() {
                     return Err(reply.to_error());
@@ -336,7 +336,7 @@ impl Call<'_> {
     }
 
     /// POSTs a JSON body and insists on a successful answer.
-    async fn http_json(&self, path: &str, body: Bytes) -> Result<rest::Reply> {
+    async fn http_json(&self, path: &str, body: rest::Chunks) -> Result<rest::Reply> {
         let mut headers = self.headers.clone();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
         let reply = self.http_call(path, headers, body).await?;
@@ -349,7 +349,12 @@ impl Call<'_> {
 
     /// POSTs to a REST replica, with retries, ejection and the route's timeout. Any answer the
     /// backend gives is returned; failures to get one, and 502/503 answers, are retried.
-    async fn http_call(&self, path: &str, headers: HeaderMap, body: Bytes) -> Result<rest::Reply> {
+    async fn http_call(
+        &self,
+        path: &str,
+        headers: HeaderMap,
+        body: rest::Chunks,
+    ) -> Result<rest::Reply> {
         let Backend::Http { replicas, .. } = &self.route.backend else {
             return Err(Error::internal(
                 "REST call on a route without a REST backend",

@@ -8,12 +8,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::uri::Authority;
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::replicas;
+pub use crate::body::Chunks;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Idle keep-alive connections kept per replica; more are closed when they come back.
@@ -33,11 +34,11 @@ pub fn client() -> Client {
 pub struct Endpoint {
     authority: Authority,
     connect_timeout: Duration,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    idle: Mutex<Vec<SendRequest<Chunks>>>,
 }
 
 impl Endpoint {
-    fn checkout(&self) -> Option<SendRequest<Full<Bytes>>> {
+    fn checkout(&self) -> Option<SendRequest<Chunks>> {
         let mut idle = self.idle.lock().ok()?;
         while let Some(sender) = idle.pop() {
             if !sender.is_closed() {
@@ -47,7 +48,7 @@ impl Endpoint {
         None
     }
 
-    fn checkin(&self, sender: SendRequest<Full<Bytes>>) {
+    fn checkin(&self, sender: SendRequest<Chunks>) {
         if sender.is_closed() {
             return;
         }
@@ -59,7 +60,7 @@ impl Endpoint {
     }
 
     /// A new connection, its protocol task running on the runtime.
-    async fn connect(&self, url: &str) -> Result<SendRequest<Full<Bytes>>> {
+    async fn connect(&self, url: &str) -> Result<SendRequest<Chunks>> {
         let unreachable = |cause: String| {
             Error::upstream(
                 ErrorKind::Unavailable,
@@ -158,7 +159,7 @@ pub async fn send(
     replica: &Replica,
     path: &str,
     headers: HeaderMap,
-    body: Bytes,
+    body: Chunks,
     max_body: usize,
 ) -> Result<Reply> {
     let base = replica.url.as_str();
@@ -173,7 +174,7 @@ pub async fn send(
             Some(sender) => (sender, true),
             None => (endpoint.connect(base).await?, false),
         };
-        let mut request = Request::new(Full::new(body.clone()));
+        let mut request = Request::new(body.clone());
         *request.method_mut() = method.clone();
         *request.uri_mut() = uri.clone();
         *request.headers_mut() = headers.clone();
