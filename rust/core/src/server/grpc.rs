@@ -126,13 +126,15 @@ impl GrpcInferenceService for Front {
     ) -> Result<tonic::Response<ModelReadyResponse>, Status> {
         let (headers, _) = self.headers(&request);
         let message = request.into_inner();
-        let routes = self.shared.routes.load();
-        let route = find(&routes, &message.name)?;
-        let call = self
-            .shared
-            .call(route, &message.name, version(&message.version), headers);
-        let ready = !self.shared.draining.load(Ordering::Relaxed)
-            && call.model_ready().await.map_err(|e| status(&e))?;
+        let backend_ready = self
+            .with_call(
+                headers,
+                &message.name,
+                version(&message.version),
+                async |call| call.model_ready().await,
+            )
+            .await?;
+        let ready = backend_ready && !self.shared.draining.load(Ordering::Relaxed);
         Ok(tonic::Response::new(ModelReadyResponse { ready }))
     }
 
@@ -153,15 +155,14 @@ impl GrpcInferenceService for Front {
     ) -> Result<tonic::Response<ModelMetadataResponse>, Status> {
         let (headers, _) = self.headers(&request);
         let message = request.into_inner();
-        let routes = self.shared.routes.load();
-        let route = find(&routes, &message.name)?;
-        let call = self
-            .shared
-            .call(route, &message.name, version(&message.version), headers);
-        call.model_metadata()
-            .await
-            .map(tonic::Response::new)
-            .map_err(|e| status(&e))
+        self.with_call(
+            headers,
+            &message.name,
+            version(&message.version),
+            async |call| call.model_metadata().await,
+        )
+        .await
+        .map(tonic::Response::new)
     }
 
     async fn model_infer(
@@ -239,9 +240,23 @@ impl GrpcInferenceService for Front {
 
 impl Front {
     async fn repository(&self, model: &str, load: bool, headers: HeaderMap) -> Result<(), Status> {
+        self.with_call(headers, model, None, async |call| {
+            call.repository(load).await
+        })
+        .await
+    }
+
+    /// Runs `work` on a call to `model`'s route (NOT_FOUND when no route serves it).
+    async fn with_call<T>(
+        &self,
+        headers: HeaderMap,
+        model: &str,
+        version: Option<&str>,
+        work: impl AsyncFnOnce(&crate::upstream::forward::Call<'_>) -> crate::Result<T>,
+    ) -> Result<T, Status> {
         let routes = self.shared.routes.load();
         let route = find(&routes, model)?;
-        let call = self.shared.call(route, model, None, headers);
-        call.repository(load).await.map_err(|e| status(&e))
+        let call = self.shared.call(route, model, version, headers);
+        work(&call).await.map_err(|e| status(&e))
     }
 }
