@@ -244,19 +244,7 @@ def start_kserve(log_dir: Path, *, timeout: float = 60.0) -> Server:
     KServe has no host option: it listens on all interfaces; clients use 127.0.0.1.
     """
     http_port, grpc_port = free_ports(2)
-    argv = [
-        sys.executable,
-        str(BACKENDS / "kserve_server.py"),
-        f"--http_port={http_port}",
-        f"--grpc_port={grpc_port}",
-        "--configure_logging=false",
-        "--enable_latency_logging=false",
-    ]
-    # FastAPI 0.165 warns about kserve's ORJSONResponse on every request.
-    env = {**os.environ, "PYTHONWARNINGS": "ignore:ORJSONResponse is deprecated"}
-    health = "/v2/models/sum/ready"
-    ports = (http_port, grpc_port)
-    return _start(Server, "kserve", argv, log_dir, ports, health, env=env, timeout=timeout)
+    return start_kserve_on(log_dir, http_port, grpc_port, timeout=timeout)
 
 
 def start_mlserver(log_dir: Path, *, timeout: float = 60.0) -> Server:
@@ -342,6 +330,7 @@ def start_kserve_on(
         "--configure_logging=false",
         "--enable_latency_logging=false",
     ]
+    # FastAPI 0.165 warns about kserve's ORJSONResponse on every request.
     env = {**os.environ, "PYTHONWARNINGS": "ignore:ORJSONResponse is deprecated"}
     ports = (http_port, grpc_port)
     return _start(
