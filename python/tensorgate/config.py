@@ -35,6 +35,7 @@ __all__ = [
     "BUILTIN_FORWARD_HEADERS",
     "DATATYPES",
     "BackendConfig",
+    "BatchingConfig",
     "ConfigError",
     "GatewayConfig",
     "LimitsConfig",
@@ -182,6 +183,47 @@ class ModelMetadata:
 
 
 @dataclass(frozen=True)
+class BatchingConfig:
+    """A model's dynamic batching: requests merged along dimension 0 into one backend call.
+
+    Sizes count rows (dimension 0); the queue counts requests. ``max_queue_delay_ms`` is how
+    long the oldest request may wait for a fuller batch, or ``"auto"`` to learn the wait from
+    the backend's measured latency within ``target_latency_ms``.
+    """
+
+    max_batch_size: int = 32
+    max_queue_delay_ms: float | Literal["auto"] = 2.0
+    target_latency_ms: float = 100.0
+    """Only with ``max_queue_delay_ms: auto``: the latency the oldest request should stay within."""
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_size: int = 1024
+    queue_timeout_ms: float | None = None
+    """Longest wait in the queue (then 504); ``None``: the model's ``timeout_s``."""
+    max_inflight_batches: int = 2
+
+    def to_core(self, timeout_s: float) -> dict[str, Any]:
+        """The batcher settings as the Rust core expects them."""
+        if self.max_queue_delay_ms == "auto":
+            delay: dict[str, Any] = {
+                "kind": "auto",
+                "target_latency_ms": max(1, round(self.target_latency_ms)),
+            }
+        else:
+            delay = {"kind": "fixed", "micros": round(self.max_queue_delay_ms * 1000)}
+        queue_timeout_ms = self.queue_timeout_ms
+        return {
+            "max_batch_size": self.max_batch_size,
+            "delay": delay,
+            "preferred_batch_sizes": list(self.preferred_batch_sizes),
+            "max_queue_size": self.max_queue_size,
+            "queue_timeout_ms": max(
+                1, round(queue_timeout_ms if queue_timeout_ms is not None else timeout_s * 1000)
+            ),
+            "max_inflight_batches": self.max_inflight_batches,
+        }
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """One route: a model name (or ``"*"``, the default route) and how to serve it."""
 
@@ -195,6 +237,7 @@ class ModelConfig:
     eject_s: float = 10.0
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     metadata: ModelMetadata | None = None
+    batching: BatchingConfig | None = None
 
     def to_core(self) -> dict[str, Any]:
         """The route as the Rust core expects it (durations in milliseconds)."""
@@ -209,6 +252,7 @@ class ModelConfig:
             "eject_ms": _ms(self.eject_s),
             "limits": self.limits.to_core(),
             "metadata": None if self.metadata is None else self.metadata.to_core(),
+            "batching": None if self.batching is None else self.batching.to_core(self.timeout_s),
         }
 
 
@@ -584,6 +628,58 @@ def _parse_metadata(value: object, ctx: _Ctx) -> ModelMetadata:
     )
 
 
+_MAX_MS = 1e9
+
+
+def _as_ms(value: object, ctx: _Ctx, *, allow_zero: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ctx.error(f"must be a number of milliseconds, got {_describe(value)}")
+    ms = float(value)
+    if not math.isfinite(ms) or ms < 0 or ms > _MAX_MS or (ms == 0 and not allow_zero):
+        low = "0" if allow_zero else "more than 0"
+        raise ctx.error(f"must be from {low} to {_MAX_MS:g} milliseconds, got {value}")
+    return ms
+
+
+def _parse_queue_delay(value: object, ctx: _Ctx) -> float | Literal["auto"]:
+    if value == "auto":
+        return "auto"
+    if isinstance(value, str):
+        raise ctx.error(f"must be a number of milliseconds or 'auto', got {value!r}")
+    return _as_ms(value, ctx, allow_zero=True)
+
+
+_BATCHING_FIELDS: dict[str, _Parser] = {
+    "max_batch_size": _int_field(1, 1 << 20),
+    "max_queue_delay_ms": _parse_queue_delay,
+    "target_latency_ms": lambda value, ctx: _as_ms(value, ctx, allow_zero=False),
+    "preferred_batch_sizes": lambda value, ctx: tuple(
+        _as_int(item, ctx.index(i), 1, 1 << 20) for i, item in enumerate(_as_list(value, ctx))
+    ),
+    "max_queue_size": _int_field(1, 1 << 20),
+    "queue_timeout_ms": lambda value, ctx: _as_ms(value, ctx, allow_zero=False),
+    "max_inflight_batches": _int_field(1, 1024),
+}
+
+
+def _parse_batching(value: object, ctx: _Ctx) -> BatchingConfig:
+    data = _as_mapping(value, ctx, _BATCHING_FIELDS)
+    settings = {key: _BATCHING_FIELDS[key](raw, ctx.at(key)) for key, raw in data.items()}
+    batching = BatchingConfig(**settings)
+    if "target_latency_ms" in settings and batching.max_queue_delay_ms != "auto":
+        raise ctx.at("target_latency_ms").error("only applies with max_queue_delay_ms: auto")
+    for i, size in enumerate(batching.preferred_batch_sizes):
+        if size > batching.max_batch_size:
+            raise (
+                ctx.at("preferred_batch_sizes")
+                .index(i)
+                .error(f"must not exceed max_batch_size ({batching.max_batch_size}), got {size}")
+            )
+    return replace(
+        batching, preferred_batch_sizes=tuple(sorted(set(batching.preferred_batch_sizes)))
+    )
+
+
 _MODEL_FIELDS: dict[str, _Parser] = {
     "name": _as_name,
     "backend": _parse_backend,
@@ -595,6 +691,7 @@ _MODEL_FIELDS: dict[str, _Parser] = {
     "eject_s": _seconds_field(allow_zero=False),
     "limits": _parse_limits,
     "metadata": _parse_metadata,
+    "batching": _parse_batching,
 }
 
 

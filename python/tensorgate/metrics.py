@@ -25,6 +25,9 @@ BUCKETS = (
     5.0, 10.0,
 )  # fmt: skip
 
+#: Upper bounds of the batch size buckets, in rows (the core's ``metrics::ROW_BUCKETS``).
+ROW_BUCKETS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0)
+
 #: gRPC status code names by number.
 _GRPC_CODE_NAMES = (
     "OK CANCELLED UNKNOWN INVALID_ARGUMENT DEADLINE_EXCEEDED NOT_FOUND ALREADY_EXISTS "
@@ -39,9 +42,11 @@ def _code_label(protocol: str, code: int) -> str:
     return _GRPC_NAMES.get(code, str(code)) if protocol == "grpc" else str(code)
 
 
-def _buckets(histogram: dict[str, Any]) -> list[tuple[str, float]]:
-    counts = histogram.get("buckets") or [0] * len(BUCKETS)
-    pairs = [(repr(bound), float(n)) for bound, n in zip(BUCKETS, counts, strict=True)]
+def _buckets(
+    histogram: dict[str, Any], bounds: tuple[float, ...] = BUCKETS
+) -> list[tuple[str, float]]:
+    counts = histogram.get("buckets") or [0] * len(bounds)
+    pairs = [(repr(bound), float(n)) for bound, n in zip(bounds, counts, strict=True)]
     return [*pairs, ("+Inf", float(histogram.get("count", 0)))]
 
 
@@ -102,3 +107,36 @@ class GatewayCollector(Collector):
         for model, count in data["in_flight"]:
             in_flight.add_metric([model], count)
         yield from (requests, bytes_in, bytes_out, duration, upstream, predict, in_flight)
+        yield from _batch_metrics(data.get("batchers", []))
+
+
+def _batch_metrics(batchers: list[dict[str, Any]]) -> Iterator[Metric]:
+    """The families of the models served with batching."""
+    rows = HistogramMetricFamily(
+        "tensorgate_batch_rows", "Rows per batch sent to the backend", labels=["model"]
+    )
+    delay = HistogramMetricFamily(
+        "tensorgate_batch_queue_delay_seconds",
+        "Time a request waited in the batch queue before its batch was sent",
+        labels=["model"],
+    )
+    depth = GaugeMetricFamily(
+        "tensorgate_batch_queue_depth", "Requests waiting in the batch queue", labels=["model"]
+    )
+    rejected = CounterMetricFamily(
+        "tensorgate_batch_rejected", "Requests refused by a full batch queue", labels=["model"]
+    )
+    timed_out = CounterMetricFamily(
+        "tensorgate_batch_timed_out",
+        "Requests that waited past queue_timeout_ms",
+        labels=["model"],
+    )
+    for batcher in batchers:
+        labels = [batcher["model"]]
+        batch_rows, queue_delay = batcher["batch_rows"], batcher["queue_delay"]
+        rows.add_metric(labels, _buckets(batch_rows, ROW_BUCKETS), batch_rows["sum"])
+        delay.add_metric(labels, _buckets(queue_delay), queue_delay["sum"])
+        depth.add_metric(labels, batcher["queue_depth"])
+        rejected.add_metric(labels, batcher["rejected"])
+        timed_out.add_metric(labels, batcher["timed_out"])
+    yield from (rows, delay, depth, rejected, timed_out)

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::batch::{Delay, Policy};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 
@@ -54,6 +55,48 @@ pub struct ModelConfig {
     pub eject_ms: u64,
     pub limits: Limits,
     pub metadata: Option<serde_json::Value>,
+    pub batching: Option<BatchingConfig>,
+}
+
+/// A model's batcher settings; sizes count rows (dimension 0), the queue counts requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchingConfig {
+    pub max_batch_size: usize,
+    pub delay: QueueDelay,
+    pub preferred_batch_sizes: Vec<usize>,
+    pub max_queue_size: usize,
+    pub queue_timeout_ms: u64,
+    pub max_inflight_batches: usize,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum QueueDelay {
+    /// `max_queue_delay_ms` as a number (microseconds here, for sub-millisecond delays).
+    Fixed { micros: u64 },
+    /// `max_queue_delay_ms: auto`.
+    Auto { target_latency_ms: u64 },
+}
+
+impl BatchingConfig {
+    pub fn policy(&self) -> Result<Policy> {
+        let delay = match self.delay {
+            QueueDelay::Fixed { micros } => Delay::Fixed(Duration::from_micros(micros)),
+            QueueDelay::Auto { target_latency_ms } => Delay::Auto {
+                target_latency: Duration::from_millis(target_latency_ms),
+            },
+        };
+        Policy {
+            max_batch_size: self.max_batch_size,
+            delay,
+            preferred_batch_sizes: self.preferred_batch_sizes.clone(),
+            max_queue_size: self.max_queue_size,
+            queue_timeout: Duration::from_millis(self.queue_timeout_ms),
+            max_inflight_batches: self.max_inflight_batches,
+        }
+        .validated()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -14,6 +14,11 @@ pub const BUCKETS: [f64; 16] = [
     5.0, 10.0,
 ];
 
+/// Bucket bounds of batch sizes, in rows.
+pub const ROW_BUCKETS: [f64; 12] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
+
 /// The front protocol of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -39,24 +44,29 @@ impl Protocol {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Histogram {
-    /// Cumulative counts per bound of [`BUCKETS`].
+    /// Cumulative counts per bucket bound.
     pub buckets: Vec<u64>,
     pub sum: f64,
     pub count: u64,
 }
 
 impl Histogram {
-    fn observe(&mut self, value: Duration) {
-        let seconds = value.as_secs_f64();
+    /// Observes a duration in the latency buckets ([`BUCKETS`], seconds).
+    pub fn observe(&mut self, value: Duration) {
+        self.observe_in(value.as_secs_f64(), &BUCKETS);
+    }
+
+    /// Observes a value in `bounds` (the same bounds on every call).
+    pub fn observe_in(&mut self, value: f64, bounds: &[f64]) {
         if self.buckets.is_empty() {
-            self.buckets = vec![0; BUCKETS.len()];
+            self.buckets = vec![0; bounds.len()];
         }
-        for (bound, count) in BUCKETS.iter().zip(self.buckets.iter_mut()) {
-            if seconds <= *bound {
+        for (bound, count) in bounds.iter().zip(self.buckets.iter_mut()) {
+            if value <= *bound {
                 *count += 1;
             }
         }
-        self.sum += seconds;
+        self.sum += value;
         self.count += 1;
     }
 }

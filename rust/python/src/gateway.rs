@@ -189,10 +189,13 @@ impl Gateway {
         })
     }
 
-    /// The request metrics as JSON: `{"series": [...], "in_flight": [[model, n], ...]}`.
+    /// The request metrics as JSON:
+    /// `{"series": [...], "in_flight": [[model, n], ...], "batchers": [...]}`.
     fn metrics_json(&self) -> PyResult<String> {
-        let (series, in_flight) = self.with(|g| (g.metrics(), g.in_flight()))?;
-        let value = serde_json::json!({"series": series, "in_flight": in_flight});
+        let (series, in_flight, batchers) =
+            self.with(|g| (g.metrics(), g.in_flight(), g.batchers()))?;
+        let value =
+            serde_json::json!({"series": series, "in_flight": in_flight, "batchers": batchers});
         Ok(value.to_string())
     }
 }

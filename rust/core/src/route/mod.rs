@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::batch::Batchers;
 use crate::config::{BackendConfig, GatewayConfig, HttpProtocol, ModelConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::Limits;
@@ -48,6 +49,8 @@ pub struct Route {
     pub limits: Limits,
     /// Model metadata from the configuration (served instead of asking the backend).
     pub metadata: Option<serde_json::Value>,
+    /// Batchers of the models this route serves, when batching is configured.
+    pub batching: Option<Batchers>,
     max_concurrency: usize,
     in_flight: AtomicUsize,
     metadata_ttl: Duration,
@@ -123,6 +126,10 @@ impl Route {
             retry_backoff: Duration::from_millis(model.retry_backoff_ms),
             limits: model.limits,
             metadata: model.metadata.clone(),
+            batching: match &model.batching {
+                Some(batching) => Some(Batchers::new(batching.policy()?)),
+                None => None,
+            },
             max_concurrency: model.max_concurrency.max(1),
             in_flight: AtomicUsize::new(0),
             metadata_ttl: Duration::from_millis(config.metadata_ttl_ms),

@@ -63,11 +63,8 @@ fn status(error: &Error) -> Status {
     Status::new(error.grpc_code(), error.message())
 }
 
-fn find<'r>(routes: &'r Routes, model: &str) -> Result<&'r Route, Status> {
-    routes
-        .get(model)
-        .map(AsRef::as_ref)
-        .ok_or_else(|| status(&not_found(model)))
+fn find<'r>(routes: &'r Routes, model: &str) -> Result<&'r Arc<Route>, Status> {
+    routes.get(model).ok_or_else(|| status(&not_found(model)))
 }
 
 fn version(version: &str) -> Option<&str> {

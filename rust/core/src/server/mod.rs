@@ -22,6 +22,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::batch::{BatcherStats, Batchers};
 use crate::config::{AccessLog, GatewayConfig};
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, Series};
@@ -92,7 +93,7 @@ impl Shared {
 
     fn call<'a>(
         &'a self,
-        route: &'a Route,
+        route: &'a Arc<Route>,
         model: &'a str,
         version: Option<&'a str>,
         headers: HeaderMap,
@@ -237,6 +238,16 @@ impl Gateway {
         routes
             .all()
             .map(|r| (r.name.clone(), r.in_flight()))
+            .collect()
+    }
+
+    /// The batchers of the current routes, one per model served with batching.
+    pub fn batchers(&self) -> Vec<BatcherStats> {
+        let routes = self.shared.routes.load();
+        routes
+            .all()
+            .filter_map(|r| r.batching.as_ref())
+            .flat_map(Batchers::stats)
             .collect()
     }
 }

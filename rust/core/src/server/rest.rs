@@ -1,10 +1,11 @@
 //! The REST front end: KServe's V1 and V2 routes, with every error in the `{"error": ...}`
 //! envelope and KServe's texts for unknown and not-ready models.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -14,7 +15,7 @@ use serde_json::json;
 use super::paths::{self, Endpoint, Mismatch};
 use super::{AccessLine, REQUEST_ID, Shared, request_id};
 use crate::body::Chunks;
-use crate::error::{Error, Result};
+use crate::error::{Error, Origin, Result};
 use crate::metrics::{Observation, Protocol};
 use crate::route::{Route, not_found, not_ready};
 use crate::upstream::control::metadata_to_json;
@@ -211,11 +212,8 @@ async fn infer(
     Ok(reply_response(reply?))
 }
 
-fn find<'r>(routes: &'r crate::route::Routes, model: &str) -> Result<&'r Route> {
-    routes
-        .get(model)
-        .map(AsRef::as_ref)
-        .ok_or_else(|| not_found(model))
+fn find<'r>(routes: &'r crate::route::Routes, model: &str) -> Result<&'r Arc<Route>> {
+    routes.get(model).ok_or_else(|| not_found(model))
 }
 
 fn header_length(parts: &Parts) -> Result<Option<usize>> {
@@ -362,5 +360,13 @@ fn json_response(status: StatusCode, value: serde_json::Value) -> Response<Chunk
 fn error_response(error: &Error) -> Response<Chunks> {
     let status =
         StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    bytes_response(status, error.to_json_body().into())
+    let mut response = bytes_response(status, error.to_json_body().into());
+    // Our own 503s (a full batch queue, shedding, a model not ready) are worth retrying soon;
+    // a backend's own 503 says nothing of when it recovers.
+    if status == StatusCode::SERVICE_UNAVAILABLE && error.origin() == Origin::Client {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
 }

@@ -4,6 +4,7 @@
 //! answer comes back the same way.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,9 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
 
+use super::BoxFuture;
 use super::{grpc, http as rest};
+use crate::batch;
 use crate::codec::{grpc as grpc_codec, v1, v2};
 use crate::config::HttpProtocol;
 use crate::error::{Error, ErrorKind, Result};
@@ -26,7 +29,7 @@ pub const OCTET_STREAM: &str = "application/octet-stream";
 /// One inference call: the route, the model the client named and what to send along.
 #[derive(Debug)]
 pub struct Call<'a> {
-    pub route: &'a Route,
+    pub route: &'a Arc<Route>,
     pub model: &'a str,
     pub version: Option<&'a str>,
     /// Request headers to copy to the backend (already filtered by the allow-list).
@@ -215,6 +218,9 @@ impl Call<'_> {
     /// The backend path when the body can go through as is: same protocol, and for V2 the
     /// backend takes the client's encoding (`binary` unset, or matching the body's form).
     fn passthrough_path(&self, front: RestFront, header_length: Option<usize>) -> Option<String> {
+        if self.route.batching.is_some() {
+            return None;
+        }
         let Backend::Http {
             protocol, binary, ..
         } = &self.route.backend
@@ -239,7 +245,7 @@ impl Call<'_> {
         &self,
         request: proto::ModelInferRequest,
     ) -> Result<proto::ModelInferResponse> {
-        if matches!(self.route.backend, Backend::Grpc { .. }) {
+        if matches!(self.route.backend, Backend::Grpc { .. }) && self.route.batching.is_none() {
             return self.grpc_backend(request).await;
         }
         let request = grpc_codec::request_from_proto(request, &self.route.limits)?;
@@ -274,9 +280,34 @@ impl Call<'_> {
         .await
     }
 
+    /// Runs a decoded request: through the model's batcher when it has one, else straight on
+    /// the backend.
+    pub async fn infer(&self, request: InferRequest) -> Result<InferResponse> {
+        let Some(batchers) = &self.route.batching else {
+            return self.send(request).await;
+        };
+        let requested = request.outputs.clone();
+        let batcher = batchers.get(self.model, self.version);
+        let reply = batcher
+            .submit(request, self.headers.clone(), || self.batch_sender())
+            .await?;
+        let nanos = u64::try_from(reply.upstream.as_nanos()).unwrap_or(u64::MAX);
+        self.upstream_nanos.store(nanos.max(1), Ordering::Relaxed);
+        select_outputs(reply.response, &requested, self.model)
+    }
+
+    fn batch_sender(&self) -> Arc<dyn batch::Sender> {
+        Arc::new(BatchSender {
+            route: Arc::clone(self.route),
+            http: self.http.clone(),
+            model: self.model.to_owned(),
+            version: self.version.map(str::to_owned),
+        })
+    }
+
     /// Runs a decoded request on the backend, in the backend's protocol. The response names
     /// the backend's model, as a response passed through unchanged does.
-    pub async fn infer(&self, request: InferRequest) -> Result<InferResponse> {
+    async fn send(&self, request: InferRequest) -> Result<InferResponse> {
         let model = self.backend_model().to_owned();
         let limits = &self.route.limits;
         let requested = request.outputs.clone();
@@ -431,6 +462,34 @@ impl Call<'_> {
                     ),
                 ))
             })
+    }
+}
+
+/// Sends a model's batches on its route's backend (owned: batches outlive client calls).
+struct BatchSender {
+    route: Arc<Route>,
+    http: rest::Client,
+    model: String,
+    version: Option<String>,
+}
+
+impl batch::Sender for BatchSender {
+    fn send(
+        self: Arc<Self>,
+        request: InferRequest,
+        headers: HeaderMap,
+    ) -> BoxFuture<Result<InferResponse>> {
+        Box::pin(async move {
+            let call = Call {
+                route: &self.route,
+                model: &self.model,
+                version: self.version.as_deref(),
+                headers,
+                http: &self.http,
+                upstream_nanos: AtomicU64::default(),
+            };
+            call.send(request).await
+        })
     }
 }
 

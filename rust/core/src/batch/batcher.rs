@@ -1,0 +1,377 @@
+//! The gateway's batcher: one queue per model, fed by every front protocol. A dispatcher task
+//! forms batches with the [`Queue`] rule whenever one of `max_inflight_batches` slots is free;
+//! each batch runs in its own task, so the next one forms while it is at the backend, and a
+//! client that goes away never aborts a batch (its rows are simply not sent, or its share of
+//! the answer is dropped).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use http::HeaderMap;
+use serde::Serialize;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+
+use super::Policy;
+use super::merge::{self, Key};
+use super::queue::{Decision, Member, Queue};
+use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::{Histogram, ROW_BUCKETS};
+use crate::tensor::{InferRequest, InferResponse};
+use crate::upstream::BoxFuture;
+
+/// Runs one batch request on the backend.
+pub trait Sender: Send + Sync + 'static {
+    fn send(
+        self: Arc<Self>,
+        request: InferRequest,
+        headers: HeaderMap,
+    ) -> BoxFuture<Result<InferResponse>>;
+}
+
+/// A member's share of a batch answer, and how long the backend took for the batch.
+#[derive(Debug)]
+pub struct Reply {
+    pub response: InferResponse,
+    pub upstream: Duration,
+}
+
+/// Where a queued request stands; the request and the dispatcher race to move it on.
+#[derive(Debug, Default)]
+struct Ticket(AtomicU8);
+
+const QUEUED: u8 = 0;
+const TAKEN: u8 = 1;
+const WITHDRAWN: u8 = 2;
+
+impl Ticket {
+    fn advance(&self, to: u8) -> bool {
+        self.0
+            .compare_exchange(QUEUED, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    fn is_withdrawn(&self) -> bool {
+        self.0.load(Ordering::Acquire) == WITHDRAWN
+    }
+}
+
+#[derive(Debug)]
+struct Pending {
+    request: InferRequest,
+    key: Key,
+    rows: usize,
+    headers: HeaderMap,
+    enqueued: Instant,
+    ticket: Arc<Ticket>,
+    reply: oneshot::Sender<Result<Reply>>,
+}
+
+impl Member for Pending {
+    type Key = Key;
+
+    fn key(&self) -> &Key {
+        &self.key
+    }
+
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn enqueued(&self) -> Instant {
+        self.enqueued
+    }
+
+    fn is_gone(&self) -> bool {
+        self.reply.is_closed() || self.ticket.is_withdrawn()
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    queue: Queue<Pending>,
+    /// A dispatcher task is running (it ends when the queue is empty).
+    dispatching: bool,
+}
+
+/// Counters for the metrics.
+#[derive(Debug, Default)]
+struct Stats {
+    rejected: AtomicU64,
+    timed_out: AtomicU64,
+    histograms: Mutex<(Histogram, Histogram)>,
+}
+
+/// What the metrics show of one batcher.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatcherStats {
+    pub model: String,
+    pub queue_depth: usize,
+    pub rejected: u64,
+    pub timed_out: u64,
+    /// Rows per batch sent ([`ROW_BUCKETS`]).
+    pub batch_rows: Histogram,
+    /// Seconds each request waited before its batch was sent.
+    pub queue_delay: Histogram,
+}
+
+#[derive(Debug)]
+pub struct Batcher {
+    model: String,
+    queue_timeout: Duration,
+    max_queue_size: usize,
+    state: Mutex<State>,
+    arrived: Notify,
+    slots: Arc<Semaphore>,
+    stats: Stats,
+}
+
+impl Batcher {
+    pub fn new(model: impl Into<String>, policy: Policy) -> Self {
+        Self {
+            model: model.into(),
+            queue_timeout: policy.queue_timeout,
+            max_queue_size: policy.max_queue_size,
+            slots: Arc::new(Semaphore::new(policy.max_inflight_batches)),
+            state: Mutex::new(State {
+                queue: Queue::new(policy),
+                dispatching: false,
+            }),
+            arrived: Notify::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic cannot leave the queue half-updated (every change is one VecDeque call).
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues `request` and waits for its share of a batch answer. `sender` makes the backend
+    /// sender when a dispatcher has to be started.
+    pub async fn submit(
+        self: &Arc<Self>,
+        request: InferRequest,
+        headers: HeaderMap,
+        sender: impl FnOnce() -> Arc<dyn Sender>,
+    ) -> Result<Reply> {
+        let (key, rows) = merge::key(&request);
+        let ticket = Arc::new(Ticket::default());
+        let (reply, mut answer) = oneshot::channel();
+        let pending = Pending {
+            request,
+            key,
+            rows,
+            headers,
+            enqueued: Instant::now(),
+            ticket: Arc::clone(&ticket),
+            reply,
+        };
+        let start_dispatcher = {
+            let mut state = self.state();
+            if state.queue.push(pending, Instant::now()).is_err() {
+                drop(state);
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::unavailable(format!(
+                    "batch queue of model '{}' is full ({} requests, max_queue_size); retry later",
+                    self.model, self.max_queue_size
+                )));
+            }
+            !std::mem::replace(&mut state.dispatching, true)
+        };
+        if start_dispatcher {
+            tokio::spawn(Arc::clone(self).dispatch(sender()));
+        } else {
+            self.arrived.notify_one();
+        }
+        let answer = tokio::select! {
+            answer = &mut answer => answer,
+            () = tokio::time::sleep(self.queue_timeout) => {
+                if ticket.advance(WITHDRAWN) {
+                    self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::new(ErrorKind::Timeout, format!(
+                        "request waited {} ms in the batch queue of model '{}' \
+                         (queue_timeout_ms) without being sent",
+                        self.queue_timeout.as_millis(), self.model
+                    )));
+                }
+                // Already in a batch: the route's timeout bounds the rest.
+                answer.await
+            }
+        };
+        answer.unwrap_or_else(|_| Err(Error::internal("batch ended without answering")))
+    }
+
+    /// Forms batches while requests are queued, one per free in-flight slot.
+    async fn dispatch(self: Arc<Self>, sender: Arc<dyn Sender>) {
+        loop {
+            let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else {
+                return;
+            };
+            loop {
+                let decision = {
+                    let mut state = self.state();
+                    let decision = state.queue.next(Instant::now());
+                    if matches!(decision, Decision::Idle) {
+                        state.dispatching = false;
+                    }
+                    decision
+                };
+                match decision {
+                    Decision::Idle => return,
+                    Decision::Dispatch(members) => {
+                        let batch = Arc::clone(&self).run(members, Arc::clone(&sender), slot);
+                        tokio::spawn(batch);
+                        break;
+                    }
+                    Decision::WaitUntil(at) => {
+                        tokio::select! {
+                            () = self.arrived.notified() => {}
+                            () = tokio::time::sleep_until(at.into()) => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one batch and hands each member its share; the slot frees when it is done.
+    async fn run(
+        self: Arc<Self>,
+        members: Vec<Pending>,
+        sender: Arc<dyn Sender>,
+        _slot: OwnedSemaphorePermit,
+    ) {
+        let sent = Instant::now();
+        // Members that timed out or left while the batch formed stay out of it.
+        let members: Vec<Pending> = members
+            .into_iter()
+            .filter(|m| !m.reply.is_closed() && m.ticket.advance(TAKEN))
+            .collect();
+        if members.is_empty() {
+            return;
+        }
+        let rows: Vec<usize> = members.iter().map(|m| m.rows).collect();
+        self.observe(&members, &rows, sent);
+        let result = Self::send(&members, &rows, sender).await;
+        let upstream = sent.elapsed();
+        match result {
+            Ok(pieces) => {
+                self.state().queue.record_batch(rows.iter().sum(), upstream);
+                for (member, response) in members.into_iter().zip(pieces) {
+                    // A member that left no longer wants its share.
+                    let _ = member.reply.send(Ok(Reply { response, upstream }));
+                }
+            }
+            Err(error) => {
+                for member in members {
+                    let _ = member.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    async fn send(
+        members: &[Pending],
+        rows: &[usize],
+        sender: Arc<dyn Sender>,
+    ) -> Result<Vec<InferResponse>> {
+        let requests: Vec<&InferRequest> = members.iter().map(|m| &m.request).collect();
+        let request = merge::merge(&requests)?;
+        let response = sender.send(request, common_headers(members)).await?;
+        if members.len() == 1 {
+            Ok(vec![response])
+        } else {
+            merge::split(response, rows)
+        }
+    }
+
+    fn observe(&self, members: &[Pending], rows: &[usize], sent: Instant) {
+        let Ok(mut histograms) = self.stats.histograms.lock() else {
+            return;
+        };
+        let (batch_rows, queue_delay) = &mut *histograms;
+        batch_rows.observe_in(rows.iter().sum::<usize>() as f64, &ROW_BUCKETS);
+        for member in members {
+            queue_delay.observe(sent.saturating_duration_since(member.enqueued));
+        }
+    }
+
+    pub fn stats(&self) -> BatcherStats {
+        let (batch_rows, queue_delay) = self
+            .stats
+            .histograms
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default();
+        BatcherStats {
+            model: self.model.clone(),
+            queue_depth: self.state().queue.len(),
+            rejected: self.stats.rejected.load(Ordering::Relaxed),
+            timed_out: self.stats.timed_out.load(Ordering::Relaxed),
+            batch_rows,
+            queue_delay,
+        }
+    }
+}
+
+/// The headers every member sent with the same values: a batch speaks for all of them, so
+/// one client's request id or credentials do not go out on another's rows.
+fn common_headers(members: &[Pending]) -> HeaderMap {
+    let Some((first, rest)) = members.split_first() else {
+        return HeaderMap::new();
+    };
+    let mut headers = HeaderMap::with_capacity(first.headers.len());
+    for (name, value) in &first.headers {
+        if rest
+            .iter()
+            .all(|m| m.headers.get_all(name).iter().any(|v| v == value))
+        {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers
+}
+
+/// A batcher per model name and version.
+type ByModel = HashMap<(String, Option<String>), Arc<Batcher>>;
+
+/// The batchers of one route, one per model name and version it serves (a wildcard route
+/// serves many), created on first use.
+#[derive(Debug)]
+pub struct Batchers {
+    policy: Policy,
+    by_model: Mutex<ByModel>,
+}
+
+impl Batchers {
+    pub fn new(policy: Policy) -> Self {
+        Self {
+            policy,
+            by_model: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, model: &str, version: Option<&str>) -> Arc<Batcher> {
+        let mut all = self
+            .by_model
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (model.to_owned(), version.map(str::to_owned));
+        Arc::clone(
+            all.entry(key)
+                .or_insert_with(|| Arc::new(Batcher::new(model, self.policy.clone()))),
+        )
+    }
+
+    pub fn stats(&self) -> Vec<BatcherStats> {
+        let all = self
+            .by_model
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.values().map(|b| b.stats()).collect()
+    }
+}

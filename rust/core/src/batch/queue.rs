@@ -1,0 +1,458 @@
+//! The queue of one batcher and the rule that turns it into batches. It holds any kind of
+//! member (gateway requests, in-process calls) and knows nothing of how a batch is run, so the
+//! gateway and `tensorgate.Batcher` form batches the same way.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use super::adaptive::{self, ArrivalRate, LatencyModel};
+use super::policy::{Delay, Policy};
+
+/// A queued request, as the batching rule sees it.
+pub trait Member {
+    /// Requests with equal keys can share a batch.
+    type Key: PartialEq;
+    fn key(&self) -> &Self::Key;
+    /// Rows along dimension 0.
+    fn rows(&self) -> usize;
+    fn enqueued(&self) -> Instant;
+    /// Whether the caller gave up (disconnected, timed out): such members are dropped unsent.
+    fn is_gone(&self) -> bool;
+}
+
+/// What the batcher should do next.
+#[derive(Debug)]
+pub enum Decision<T> {
+    /// Send these members as one batch, in arrival order.
+    Dispatch(Vec<T>),
+    /// Nothing is worth sending yet; look again at this time, or when a request arrives.
+    WaitUntil(Instant),
+    /// The queue is empty.
+    Idle,
+}
+
+/// A full queue hands the member back.
+#[derive(Debug)]
+pub struct Full<T>(pub T);
+
+#[derive(Debug)]
+pub struct Queue<T> {
+    policy: Policy,
+    members: VecDeque<T>,
+    latency: LatencyModel,
+    arrivals: ArrivalRate,
+}
+
+/// The oldest member's batch as it stands: the positions of its members and their row totals.
+struct Candidate {
+    positions: Vec<usize>,
+    /// Rows after each member is added.
+    totals: Vec<usize>,
+    /// A compatible member had to be left out because the batch was full.
+    overflow: bool,
+}
+
+impl Candidate {
+    fn rows(&self) -> usize {
+        self.totals.last().copied().unwrap_or(0)
+    }
+}
+
+impl<T: Member> Queue<T> {
+    pub fn new(policy: Policy) -> Self {
+        Self {
+            policy,
+            members: VecDeque::new(),
+            latency: LatencyModel::default(),
+            arrivals: ArrivalRate::default(),
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Members waiting, including any that gave up and were not swept out yet.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Adds a member, unless `max_queue_size` members are already waiting.
+    pub fn push(&mut self, member: T, now: Instant) -> Result<(), Full<T>> {
+        if self.members.len() >= self.policy.max_queue_size {
+            self.members.retain(|m| !m.is_gone());
+            if self.members.len() >= self.policy.max_queue_size {
+                return Err(Full(member));
+            }
+        }
+        self.arrivals.record(member.rows(), now);
+        self.members.push_back(member);
+        Ok(())
+    }
+
+    /// Feeds the adaptive delay: the backend took `latency` for a batch of `rows`.
+    pub fn record_batch(&mut self, rows: usize, latency: std::time::Duration) {
+        self.latency.record(rows, latency);
+    }
+
+    /// The next batch, when one is due. Call it when a batch slot is free.
+    pub fn next(&mut self, now: Instant) -> Decision<T> {
+        while self.members.front().is_some_and(Member::is_gone) {
+            self.members.pop_front();
+        }
+        let Some(candidate) = self.candidate() else {
+            return Decision::Idle;
+        };
+        match self.due(&candidate, now) {
+            Ok(rows) => Decision::Dispatch(self.take(&candidate, rows)),
+            Err(at) => Decision::WaitUntil(at),
+        }
+    }
+
+    /// The oldest member and, in arrival order, the compatible members that fit with it.
+    fn candidate(&self) -> Option<Candidate> {
+        let head = self.members.front()?;
+        let max = self.policy.max_batch_size;
+        let mut candidate = Candidate {
+            positions: vec![0],
+            totals: vec![head.rows()],
+            overflow: false,
+        };
+        for (position, member) in self.members.iter().enumerate().skip(1) {
+            if candidate.rows() >= max {
+                break;
+            }
+            if member.is_gone() || member.key() != head.key() {
+                continue;
+            }
+            let total = candidate.rows() + member.rows();
+            if total > max {
+                candidate.overflow = true;
+                continue;
+            }
+            candidate.positions.push(position);
+            candidate.totals.push(total);
+        }
+        Some(candidate)
+    }
+
+    /// `Ok(rows)`: send the candidate's first members up to `rows` rows now; `Err(at)`: wait.
+    fn due(&self, candidate: &Candidate, now: Instant) -> Result<usize, Instant> {
+        let rows = candidate.rows();
+        if rows >= self.policy.max_batch_size || candidate.overflow {
+            return Ok(rows);
+        }
+        if let Some(&preferred) = candidate.totals.iter().rev().find(|total| {
+            self.policy
+                .preferred_batch_sizes
+                .binary_search(total)
+                .is_ok()
+        }) {
+            return Ok(preferred);
+        }
+        let oldest = candidate
+            .positions
+            .first()
+            .and_then(|&p| self.members.get(p))
+            .map_or(now, Member::enqueued);
+        let deadline = match self.policy.delay {
+            Delay::Fixed(delay) => oldest + delay,
+            Delay::Auto { target_latency } => {
+                let (Some(fit), Some(rate)) = (self.latency.fit(), self.arrivals.rows_per_second())
+                else {
+                    return Ok(rows);
+                };
+                let max = self.policy.max_batch_size;
+                let wanted =
+                    adaptive::keep_up_rows(fit, rate, self.policy.max_inflight_batches, max);
+                if rows >= wanted {
+                    return Ok(rows);
+                }
+                (oldest + target_latency)
+                    .checked_sub(fit.latency(wanted))
+                    .unwrap_or(oldest)
+            }
+        };
+        if now >= deadline {
+            Ok(rows)
+        } else {
+            Err(deadline)
+        }
+    }
+
+    /// Removes the candidate's members up to `rows` rows from the queue, in order.
+    fn take(&mut self, candidate: &Candidate, rows: usize) -> Vec<T> {
+        let count = candidate
+            .totals
+            .iter()
+            .position(|&total| total >= rows)
+            .map_or(candidate.positions.len(), |i| i + 1);
+        let chosen = &candidate.positions[..count];
+        let mut batch = Vec::with_capacity(count);
+        let mut rest = VecDeque::with_capacity(self.members.len() - count);
+        let mut next = chosen.iter().peekable();
+        for (position, member) in self.members.drain(..).enumerate() {
+            if next.next_if_eq(&&position).is_some() {
+                batch.push(member);
+            } else {
+                rest.push_back(member);
+            }
+        }
+        self.members = rest;
+        batch
+    }
+
+    /// Removes and returns every member that waited `queue_timeout` or longer.
+    pub fn expired(&mut self, now: Instant) -> Vec<T> {
+        let timeout = self.policy.queue_timeout;
+        let (old, young): (VecDeque<T>, VecDeque<T>) = self
+            .members
+            .drain(..)
+            .partition(|m| now.saturating_duration_since(m.enqueued()) >= timeout);
+        self.members = young;
+        old.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Item {
+        id: u32,
+        key: &'static str,
+        rows: usize,
+        at: Instant,
+        gone: Rc<Cell<bool>>,
+    }
+
+    impl Member for Item {
+        type Key = &'static str;
+        fn key(&self) -> &&'static str {
+            &self.key
+        }
+        fn rows(&self) -> usize {
+            self.rows
+        }
+        fn enqueued(&self) -> Instant {
+            self.at
+        }
+        fn is_gone(&self) -> bool {
+            self.gone.get()
+        }
+    }
+
+    fn policy(max: usize, delay_ms: u64) -> Policy {
+        Policy {
+            max_batch_size: max,
+            delay: Delay::Fixed(Duration::from_millis(delay_ms)),
+            preferred_batch_sizes: Vec::new(),
+            max_queue_size: 100,
+            queue_timeout: Duration::from_secs(1),
+            max_inflight_batches: 1,
+        }
+    }
+
+    struct Fixture {
+        queue: Queue<Item>,
+        start: Instant,
+        next_id: u32,
+    }
+
+    impl Fixture {
+        fn new(policy: Policy) -> Self {
+            Self {
+                queue: Queue::new(policy),
+                start: Instant::now(),
+                next_id: 0,
+            }
+        }
+
+        fn push(&mut self, key: &'static str, rows: usize, at_ms: u64) -> Rc<Cell<bool>> {
+            self.push_at(key, rows, Duration::from_millis(at_ms))
+        }
+
+        fn push_at(&mut self, key: &'static str, rows: usize, after: Duration) -> Rc<Cell<bool>> {
+            let gone = Rc::new(Cell::new(false));
+            let at = self.start + after;
+            let item = Item {
+                id: self.next_id,
+                key,
+                rows,
+                at,
+                gone: Rc::clone(&gone),
+            };
+            self.next_id += 1;
+            assert!(self.queue.push(item, at).is_ok());
+            gone
+        }
+
+        fn next(&mut self, at_ms: u64) -> Decision<Item> {
+            self.queue.next(self.start + Duration::from_millis(at_ms))
+        }
+
+        fn dispatched(&mut self, at_ms: u64) -> Vec<u32> {
+            match self.next(at_ms) {
+                Decision::Dispatch(batch) => batch.iter().map(|i| i.id).collect(),
+                other => panic!("expected a batch at {at_ms} ms, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn waits_for_the_delay_then_sends_what_it_has() {
+        let mut f = Fixture::new(policy(8, 5));
+        assert!(matches!(f.next(0), Decision::Idle));
+        f.push("a", 2, 0);
+        f.push("a", 3, 1);
+        match f.next(2) {
+            Decision::WaitUntil(at) => assert_eq!(at, f.start + Duration::from_millis(5)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(f.dispatched(5), vec![0, 1]);
+        assert!(f.queue.is_empty());
+    }
+
+    #[test]
+    fn a_full_batch_goes_at_once_and_overflow_waits_for_the_next() {
+        let mut f = Fixture::new(policy(4, 100));
+        f.push("a", 2, 0);
+        f.push("a", 3, 0);
+        f.push("a", 2, 0);
+        // 2 + 3 overflows, so the batch cannot grow: it goes now as [0, 2] (4 rows).
+        assert_eq!(f.dispatched(0), vec![0, 2]);
+        assert_eq!(f.queue.len(), 1);
+    }
+
+    #[test]
+    fn incompatible_members_are_skipped_not_failed() {
+        let mut f = Fixture::new(policy(4, 0));
+        f.push("a", 1, 0);
+        f.push("b", 1, 0);
+        f.push("a", 1, 0);
+        assert_eq!(f.dispatched(0), vec![0, 2]);
+        assert_eq!(f.dispatched(0), vec![1]);
+    }
+
+    #[test]
+    fn a_member_above_the_maximum_goes_alone() {
+        let mut f = Fixture::new(policy(4, 100));
+        f.push("a", 9, 0);
+        f.push("a", 1, 0);
+        assert_eq!(f.dispatched(0), vec![0]);
+    }
+
+    #[test]
+    fn gone_members_are_never_sent() {
+        let mut f = Fixture::new(policy(4, 0));
+        let first = f.push("a", 1, 0);
+        let second = f.push("a", 1, 0);
+        f.push("a", 1, 0);
+        first.set(true);
+        second.set(true);
+        assert_eq!(f.dispatched(0), vec![2]);
+        assert!(matches!(f.next(0), Decision::Idle));
+    }
+
+    #[test]
+    fn preferred_sizes_go_without_waiting() {
+        let mut f = Fixture::new(Policy {
+            preferred_batch_sizes: vec![2, 4],
+            ..policy(8, 100)
+        });
+        f.push("a", 1, 0);
+        assert!(matches!(f.next(0), Decision::WaitUntil(_)));
+        f.push("a", 1, 0);
+        f.push("a", 1, 0);
+        // 3 rows are here: the largest preferred size that can be formed is 2.
+        assert_eq!(f.dispatched(0), vec![0, 1]);
+    }
+
+    #[test]
+    fn a_full_queue_refuses() {
+        let mut queue = Queue::new(Policy {
+            max_queue_size: 1,
+            ..policy(4, 0)
+        });
+        let now = Instant::now();
+        let item = |id| Item {
+            id,
+            key: "a",
+            rows: 1,
+            at: now,
+            gone: Rc::new(Cell::new(false)),
+        };
+        assert!(queue.push(item(0), now).is_ok());
+        assert!(matches!(
+            queue.push(item(1), now),
+            Err(Full(Item { id: 1, .. }))
+        ));
+    }
+
+    #[test]
+    fn expired_members_come_out() {
+        let mut f = Fixture::new(policy(4, 0));
+        f.push("a", 1, 0);
+        f.push("a", 1, 900);
+        let expired = f.queue.expired(f.start + Duration::from_millis(1000));
+        assert_eq!(expired.iter().map(|i| i.id).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(f.queue.len(), 1);
+    }
+
+    #[test]
+    fn auto_delay_sends_at_once_without_measurements() {
+        let mut f = Fixture::new(Policy {
+            delay: Delay::Auto {
+                target_latency: Duration::from_millis(50),
+            },
+            ..policy(32, 0)
+        });
+        f.push("a", 1, 0);
+        assert_eq!(f.dispatched(0), vec![0]);
+    }
+
+    #[test]
+    fn auto_delay_waits_for_a_batch_that_keeps_up() {
+        let mut f = Fixture::new(Policy {
+            delay: Delay::Auto {
+                target_latency: Duration::from_millis(50),
+            },
+            ..policy(32, 0)
+        });
+        for rows in [1, 8, 16, 32] {
+            f.queue
+                .record_batch(rows, Duration::from_micros(2000 + 20 * rows as u64));
+        }
+        // Rows arrive every 0.2 ms (5000/s): batches of 12 keep up with one slot.
+        let every = |i: u64| Duration::from_micros(200 * i);
+        for i in 0..4 {
+            f.queue.arrivals.record(1, f.start + every(i));
+        }
+        f.push_at("a", 1, every(4));
+        match f.queue.next(f.start + every(4)) {
+            // Target 50 ms minus the predicted 2.24 ms for 12 rows, from the oldest's arrival.
+            Decision::WaitUntil(at) => {
+                assert_eq!(
+                    at,
+                    f.start + every(4) + Duration::from_micros(50_000 - 2_240)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        for i in 5..16 {
+            f.push_at("a", 1, every(i));
+        }
+        assert_eq!(f.dispatched(4).len(), 12);
+    }
+}

@@ -1,0 +1,358 @@
+"""Dynamic batching in the gateway, end to end against real backends.
+
+Every route serves KServe's row-sum models (``sum``, ``slow``, ``picky``; see
+``tests/backends/kserve_server.py``), MLServer's ``sum`` or the in-process demo ``sum``, with a
+``batching`` section. KServe's ``stats`` model reports the rows each ``predict`` call received, so
+the tests see the batches the backend really got, and every client checks its own rows' sums.
+
+kserve is never imported here (its protos clash with tritonclient.grpc).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from clients import FRONTS, SUM_METADATA, TIMEOUT, Array, Clients, ask, assert_row_sums, matrix
+from servers import Gateway, Server, start_gateway
+
+#: Holds a batch back until it is full (or a test gives up): long enough never to fire.
+NEVER_MS = 60_000
+
+
+def route(name: str, url: str, model: str, batching: dict[str, Any], **backend: Any) -> Any:
+    return {
+        "name": name,
+        "backend": {"url": url, "model": model, **backend},
+        "timeout_s": 10,
+        "batching": batching,
+    }
+
+
+def gateway_config(kserve: Server, mlserver: Server) -> dict[str, Any]:
+    rest, grpc_url = kserve.http_url, f"grpc://{kserve.grpc_target}"
+    small = {"max_batch_size": 8, "max_queue_delay_ms": 20}
+    return {
+        "access_log": "off",
+        "health_check_interval_s": 0,
+        "models": [
+            # Batches of exactly four rows: nothing is sent before four rows are queued.
+            route("four", rest, "sum", {"max_batch_size": 4, "max_queue_delay_ms": NEVER_MS}),
+            route(
+                "four-picky", rest, "picky", {"max_batch_size": 4, "max_queue_delay_ms": NEVER_MS}
+            ),
+            # One backend protocol each.
+            {**route("b-v1", rest, "sum", small, protocol="v1"), "metadata": SUM_METADATA},
+            route("b-v2", rest, "sum", small, protocol="v2"),
+            route("b-bin", rest, "sum", small, protocol="v2", binary=True),
+            route("b-grpc", grpc_url, "sum", small),
+            route("b-ml", mlserver.http_url, "sum", small, binary=False),
+            {"name": "b-inproc", "backend": {"python": "tensorgate.demo:sum"}, "batching": small},
+            route("b-auto", rest, "sum", {"max_batch_size": 8, "max_queue_delay_ms": "auto"}),
+            route("shapes", rest, "sum", {"max_batch_size": 8, "max_queue_delay_ms": 300}),
+            # One batch at a time, one row each: the `slow` model holds the only slot.
+            route(
+                "one-slot",
+                rest,
+                "slow",
+                {"max_batch_size": 2, "max_queue_delay_ms": 0, "max_inflight_batches": 1},
+            ),
+            route(
+                "tiny-queue",
+                rest,
+                "slow",
+                {
+                    "max_batch_size": 1,
+                    "max_queue_delay_ms": 0,
+                    "max_inflight_batches": 1,
+                    "max_queue_size": 1,
+                },
+            ),
+            route(
+                "short-wait",
+                rest,
+                "slow",
+                {
+                    "max_batch_size": 1,
+                    "max_queue_delay_ms": 0,
+                    "max_inflight_batches": 1,
+                    "queue_timeout_ms": 200,
+                },
+            ),
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    kserve_backend: Server, mlserver_backend: Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    config = gateway_config(kserve_backend, mlserver_backend)
+    log_dir: Path = tmp_path_factory.mktemp("gateway-batching")
+    server = start_gateway(config, log_dir=log_dir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def clients(gateway: Gateway) -> Iterator[Clients]:
+    with Clients.open(gateway) as opened:
+        yield opened
+
+
+@pytest.fixture
+def calls(kserve_backend: Server) -> Callable[[str], list[int]]:
+    """Rows per ``predict`` call of a KServe model since the test started."""
+    http = httpx.Client(base_url=kserve_backend.http_url, timeout=TIMEOUT)
+    stats = "/v1/models/stats:predict"
+    http.post(stats, json={"instances": [], "reset": True}).raise_for_status()
+
+    def rows(model: str) -> list[int]:
+        r = http.post(stats, json={"instances": [model]})
+        r.raise_for_status()
+        found: list[int] = r.json()["predictions"][0]
+        return found
+
+    return rows
+
+
+def run_all(work: list[Callable[[], Any]]) -> list[Any]:
+    """Runs every call at once on its own thread; returns results in order (re-raising)."""
+    with ThreadPoolExecutor(max_workers=len(work)) as pool:
+        futures = [pool.submit(call) for call in work]
+        return [f.result(timeout=30) for f in futures]
+
+
+def rows(n: int, k: int, seed: int) -> Array:
+    x: Array = np.random.default_rng(seed).standard_normal((n, k)).astype(np.float32) * 10
+    return x
+
+
+# -- batches form, across protocols ---------------------------------------------------------------
+
+
+def test_four_clients_of_four_protocols_share_one_batch(
+    gateway: Gateway, calls: Callable[[str], list[int]]
+) -> None:
+    """V1, V2 JSON, V2 binary and gRPC clients ride in one batch; each gets its own rows back,
+    its own id and its own wire form."""
+    fronts = ("v1", "v2-json", "v2-binary", "grpc")
+    data = {front: rows(1, 3, seed) for seed, front in enumerate(fronts)}
+
+    def one(front: str) -> Callable[[], Any]:
+        def call() -> Any:
+            with Clients.open(gateway) as clients:
+                return ask(clients, front, "four", data[front], f"mixed-{front}")
+
+        return call
+
+    answers = run_all([one(front) for front in fronts])
+    for front, answer in zip(fronts, answers, strict=True):
+        assert_row_sums(answer.values, data[front])
+        if front != "v1":
+            assert answer.id == f"mixed-{front}"
+    assert calls("sum") == [4]
+
+
+@pytest.mark.parametrize("route_name", ["b-v1", "b-v2", "b-bin", "b-grpc", "b-ml", "b-inproc"])
+def test_concurrent_clients_each_get_exactly_their_rows(
+    gateway: Gateway, calls: Callable[[str], list[int]], route_name: str
+) -> None:
+    """16 clients, every front protocol, 1-3 rows of their own each: all sums check out, and a
+    KServe backend sees batches of more than one request, never above ``max_batch_size``."""
+    work = []
+    for client in range(16):
+        front = FRONTS[client % len(FRONTS)]
+        x = matrix("batch", route_name, str(client), shape=(1 + client % 3, 5))
+
+        def call(front: str = front, x: Array = x, client: int = client) -> None:
+            with Clients.open(gateway) as clients:
+                for i in range(4):
+                    answer = ask(clients, front, route_name, x + i, f"c{client}-{i}")
+                    assert_row_sums(answer.values, x + i)
+
+        work.append(call)
+    run_all(work)
+    if route_name.startswith("b-") and route_name not in ("b-ml", "b-inproc"):
+        sizes = calls("sum")
+        assert sum(sizes) == sum(4 * (1 + c % 3) for c in range(16))
+        assert max(sizes) <= 8, sizes
+        assert len(sizes) < 64, f"no batch formed: {sizes}"
+
+
+def test_auto_delay_batches_correctly(gateway: Gateway, calls: Callable[[str], list[int]]) -> None:
+    work = []
+    for client in range(12):
+        x = matrix("auto", str(client), shape=(1, 4))
+
+        def call(x: Array = x, client: int = client) -> None:
+            with Clients.open(gateway) as clients:
+                for i in range(10):
+                    assert_row_sums(
+                        ask(clients, "grpc", "b-auto", x * i, f"a{client}").values, x * i
+                    )
+
+        work.append(call)
+    run_all(work)
+    sizes = calls("sum")
+    assert sum(sizes) == 120, sizes
+    assert max(sizes) <= 8, sizes
+
+
+def test_incompatible_shapes_go_in_separate_batches(
+    gateway: Gateway, calls: Callable[[str], list[int]]
+) -> None:
+    data = [rows(1, 3, 1), rows(1, 5, 2), rows(1, 3, 3), rows(1, 5, 4)]
+
+    def one(x: Array) -> Callable[[], Any]:
+        def call() -> Any:
+            with Clients.open(gateway) as clients:
+                return ask(clients, "httpx-v2", "shapes", x, "shapes")
+
+        return call
+
+    for x, answer in zip(data, run_all([one(x) for x in data]), strict=True):
+        assert_row_sums(answer.values, x)
+    assert sorted(calls("sum")) == [2, 2]
+
+
+def test_a_request_above_max_batch_size_goes_alone(
+    clients: Clients, calls: Callable[[str], list[int]]
+) -> None:
+    x = rows(6, 3, 7)
+    assert_row_sums(ask(clients, "v2-binary", "four", x, "big").values, x)
+    assert calls("sum") == [6]
+
+
+# -- failures -------------------------------------------------------------------------------------
+
+
+def test_a_backend_error_reaches_every_member_with_its_status(
+    gateway: Gateway, calls: Callable[[str], list[int]]
+) -> None:
+    """One negative value makes KServe's ``picky`` model reject the whole batch with 400: every
+    member gets that 400 and KServe's message."""
+    data = [rows(1, 3, 11), rows(1, 3, 12), -np.abs(rows(1, 3, 13)), rows(1, 3, 14)]
+
+    def one(x: Array) -> Callable[[], httpx.Response]:
+        def call() -> httpx.Response:
+            body = {
+                "inputs": [
+                    {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": x.ravel().tolist()}
+                ]
+            }
+            return httpx.post(
+                f"{gateway.http_url}/v2/models/four-picky/infer", json=body, timeout=TIMEOUT
+            )
+
+        return call
+
+    for r in run_all([one(x) for x in data]):
+        assert r.status_code == 400, r.text
+        assert r.json() == {"error": "negative values are not allowed"}
+    assert calls("picky") == [4]
+
+
+def slow_body(seconds: float, k: int = 2) -> dict[str, Any]:
+    """A ``slow`` request sleeping ``seconds`` (its first value) at the backend."""
+    data = [seconds] + [1.0] * (k - 1)
+    return {"inputs": [{"name": "x", "shape": [1, k], "datatype": "FP32", "data": data}]}
+
+
+def post_later(gateway: Gateway, model: str, body: dict[str, Any]) -> threading.Thread:
+    """POSTs ``body`` on a thread (started, not joined)."""
+
+    def post() -> None:
+        httpx.post(f"{gateway.http_url}/v2/models/{model}/infer", json=body, timeout=TIMEOUT)
+
+    thread = threading.Thread(target=post)
+    thread.start()
+    return thread
+
+
+def wait_for_depth(gateway: Gateway, model: str, depth: int) -> None:
+    """Waits until ``model``'s batch queue holds ``depth`` requests (from ``/metrics``)."""
+    deadline = time.monotonic() + TIMEOUT
+    line = f'tensorgate_batch_queue_depth{{model="{model}"}} {float(depth)}'
+    while line not in httpx.get(f"{gateway.http_url}/metrics", timeout=TIMEOUT).text:
+        assert time.monotonic() < deadline, f"{model} never had {depth} queued"
+        time.sleep(0.02)
+
+
+def test_a_full_queue_answers_503_with_retry_after(gateway: Gateway) -> None:
+    busy = post_later(gateway, "tiny-queue", slow_body(1.0))  # at the backend
+    time.sleep(0.2)
+    queued = post_later(gateway, "tiny-queue", slow_body(0.0))  # the one queue place
+    wait_for_depth(gateway, "tiny-queue", 1)
+    r = httpx.post(
+        f"{gateway.http_url}/v2/models/tiny-queue/infer", json=slow_body(0.0), timeout=TIMEOUT
+    )
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"] == "1"
+    assert "batch queue of model 'tiny-queue' is full" in r.json()["error"]
+    with grpcclient.InferenceServerClient(gateway.grpc_target) as client:
+        x = grpcclient.InferInput("x", [1, 2], "FP32")
+        x.set_data_from_numpy(np.zeros((1, 2), np.float32))
+        with pytest.raises(grpcclient.InferenceServerException) as caught:
+            client.infer("tiny-queue", [x], client_timeout=TIMEOUT)
+    assert caught.value.status() == "StatusCode.UNAVAILABLE"
+    busy.join(TIMEOUT)
+    queued.join(TIMEOUT)
+
+
+def test_a_request_waiting_past_queue_timeout_gets_504(gateway: Gateway) -> None:
+    busy = post_later(gateway, "short-wait", slow_body(1.0))
+    time.sleep(0.2)
+    started = time.monotonic()
+    r = httpx.post(
+        f"{gateway.http_url}/v2/models/short-wait/infer", json=slow_body(0.0), timeout=TIMEOUT
+    )
+    waited = time.monotonic() - started
+    assert r.status_code == 504, r.text
+    assert "queue_timeout_ms" in r.json()["error"]
+    assert 0.15 < waited < 0.8, waited
+    busy.join(TIMEOUT)
+
+
+def test_a_client_that_leaves_before_its_batch_is_sent_is_left_out(
+    gateway: Gateway, calls: Callable[[str], list[int]]
+) -> None:
+    """While the only slot is busy, a client queues and hangs up; the next batch carries only
+    the client that stayed, and the batch at the backend is not disturbed."""
+    busy = post_later(gateway, "one-slot", slow_body(1.0))
+    time.sleep(0.2)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{gateway.http_url}/v2/models/one-slot/infer", json=slow_body(0.0), timeout=0.2)
+    r = httpx.post(
+        f"{gateway.http_url}/v2/models/one-slot/infer", json=slow_body(0.0, k=2), timeout=TIMEOUT
+    )
+    assert r.status_code == 200, r.text
+    busy.join(TIMEOUT)
+    assert calls("slow") == [1, 1]
+
+
+def test_a_malformed_request_is_rejected_alone(gateway: Gateway) -> None:
+    bad = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2]}]}
+    r = httpx.post(f"{gateway.http_url}/v2/models/b-v2/infer", json=bad, timeout=TIMEOUT)
+    assert r.status_code == 400, r.text
+    assert "error" in r.json()
+
+
+def test_metrics_show_batches(gateway: Gateway, clients: Clients) -> None:
+    x = rows(4, 3, 21)
+    run_all([lambda i=i: ask(clients, "v1", "four", x[i : i + 1], "m") for i in range(4)])
+    text = httpx.get(f"{gateway.http_url}/metrics", timeout=TIMEOUT).text
+    assert 'tensorgate_batch_rows_bucket{le="4.0",model="four"}' in text
+    assert 'tensorgate_batch_queue_delay_seconds_count{model="four"}' in text
+    for name in ("tensorgate_batch_rejected_total", "tensorgate_batch_timed_out_total"):
+        assert f'{name}{{model="tiny-queue"}}' in text
