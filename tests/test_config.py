@@ -17,6 +17,7 @@ import pytest
 from tensorgate.config import (
     BUILTIN_FORWARD_HEADERS,
     BackendConfig,
+    BatchingConfig,
     ConfigError,
     GatewayConfig,
     LimitsConfig,
@@ -510,6 +511,7 @@ def test_to_core_full_snapshot() -> None:
             metadata:
               inputs: [{name: x, datatype: FP32, shape: [-1, 4]}]
               outputs: [{name: y, datatype: FP32, shape: [-1]}]
+            batching: {max_batch_size: 16, max_queue_delay_ms: auto}
           - name: g
             backend: {url: "grpc://127.0.0.1:9001"}
           - name: py
@@ -524,6 +526,7 @@ def test_to_core_full_snapshot() -> None:
         "timeout_ms": 600000,
         "limits": {**DEFAULT_LIMITS, "max_tensors": 8},
         "metadata": None,
+        "batching": None,
     }
     expected: dict[str, Any] = {
         "host": "0.0.0.0",
@@ -560,6 +563,14 @@ def test_to_core_full_snapshot() -> None:
                     "platform": "",
                     "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
                     "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1]}],
+                },
+                "batching": {
+                    "max_batch_size": 16,
+                    "delay": {"kind": "auto", "target_latency_ms": 100},
+                    "preferred_batch_sizes": [],
+                    "max_queue_size": 1024,
+                    "queue_timeout_ms": 1000,
+                    "max_inflight_batches": 2,
                 },
             },
             {
@@ -620,14 +631,88 @@ def test_example_gateway() -> None:
     assert ("http", "v2", True, 2) in kinds
     assert any(kind == "grpc" for kind, *_ in kinds)
     assert ("sum", "tensorgate.demo:sum") in cfg.python_models()
+    batching = [m.batching for m in cfg.models if m.batching is not None]
+    assert batching == [
+        BatchingConfig(
+            max_batch_size=32,
+            max_queue_delay_ms=2,
+            preferred_batch_sizes=(8, 16),
+            max_queue_size=1024,
+            queue_timeout_ms=5000,
+            max_inflight_batches=2,
+        )
+    ]
+
+
+def test_batching_defaults_and_core_form() -> None:
+    cfg = load(model("m", URL) + "    timeout_s: 3\n    batching: {}\n")
+    [m] = cfg.models
+    assert m.batching == BatchingConfig()
+    assert m.to_core()["batching"] == {
+        "max_batch_size": 32,
+        "delay": {"kind": "fixed", "micros": 2000},
+        "preferred_batch_sizes": [],
+        "max_queue_size": 1024,
+        "queue_timeout_ms": 3000,
+        "max_inflight_batches": 2,
+    }
+    assert load(model("m", URL)).models[0].to_core()["batching"] is None
+
+
+def test_batching_auto_delay_and_fractional_ms() -> None:
+    text = model("m", URL) + (
+        "    batching: {max_queue_delay_ms: auto, target_latency_ms: 40, "
+        "preferred_batch_sizes: [16, 4, 16]}\n"
+    )
+    core = load(text).models[0].to_core()["batching"]
+    assert core["delay"] == {"kind": "auto", "target_latency_ms": 40}
+    assert core["preferred_batch_sizes"] == [4, 16]
+    fixed = load(model("m", URL) + "    batching: {max_queue_delay_ms: 0.25}\n")
+    assert fixed.models[0].to_core()["batching"]["delay"] == {"kind": "fixed", "micros": 250}
 
 
 # --------------------------------------------------------------------------- validation errors
 
 URL = "url: http://127.0.0.1:9000\n"
 
+BATCHING = model("m", URL) + "    batching: "
+
 # (YAML document, the exact "config.yaml: field: " prefix, a fragment of the problem text)
 FILE_ERRORS: list[tuple[str, str, str]] = [
+    (BATCHING + "8\n", "config.yaml: models[0].batching: ", "must be a mapping"),
+    (BATCHING + "{max_batch: 8}\n", "config.yaml: models[0].batching: ", "did you mean"),
+    (BATCHING + "{max_batch_size: 0}\n", "config.yaml: models[0].batching.max_batch_size: ", ""),
+    (
+        BATCHING + "{max_queue_delay_ms: soon}\n",
+        "config.yaml: models[0].batching.max_queue_delay_ms: ",
+        "milliseconds or 'auto'",
+    ),
+    (
+        BATCHING + "{max_queue_delay_ms: -1}\n",
+        "config.yaml: models[0].batching.max_queue_delay_ms: ",
+        "",
+    ),
+    (
+        BATCHING + "{target_latency_ms: 10}\n",
+        "config.yaml: models[0].batching.target_latency_ms: ",
+        "only applies with max_queue_delay_ms: auto",
+    ),
+    (
+        BATCHING + "{max_batch_size: 8, preferred_batch_sizes: [4, 16]}\n",
+        "config.yaml: models[0].batching.preferred_batch_sizes[1]: ",
+        "must not exceed max_batch_size (8)",
+    ),
+    (BATCHING + "{max_queue_size: 0}\n", "config.yaml: models[0].batching.max_queue_size: ", ""),
+    (
+        BATCHING + "{queue_timeout_ms: 0}\n",
+        "config.yaml: models[0].batching.queue_timeout_ms: ",
+        "",
+    ),
+    (
+        BATCHING + "{max_inflight_batches: 0}\n",
+        "config.yaml: models[0].batching.max_inflight_batches: ",
+        "",
+    ),
     ("- 1\n", "config.yaml: ", "must be a mapping, got a list"),
     ("htp_port: 1\n", "config.yaml: ", "unknown key 'htp_port' (did you mean 'http_port'?)"),
     ("http_port: 1\nbogus: 2\n", "config.yaml: ", "allowed keys: access_log, client_timeout_s"),
@@ -866,11 +951,11 @@ def test_error_attributes_and_type() -> None:
 
 
 def test_unknown_key_lists_allowed_keys() -> None:
-    message = load_error(model("a", URL) + "    batching: {max_batch_size: 8}\n")
+    message = load_error(model("a", URL) + "    batcher: {max_batch_size: 8}\n")
     assert message == (
-        "config.yaml: models[0]: unknown key 'batching'; allowed keys: backend, "
-        "eject_after_failures, eject_s, limits, max_concurrency, metadata, name, retries, "
-        "retry_backoff_s, timeout_s"
+        "config.yaml: models[0]: unknown key 'batcher' (did you mean 'batching'?); allowed keys: "
+        "backend, batching, eject_after_failures, eject_s, limits, max_concurrency, metadata, "
+        "name, retries, retry_backoff_s, timeout_s"
     )
 
 

@@ -69,7 +69,8 @@ def _check(path: str) -> int:
     print(f"{path}: ok, {len(config.models)} models")
     for route in config.models:
         target = route.backend.target or " ".join(route.backend.urls)
-        print(f"  {route.name}: {route.backend.kind} {target}")
+        batching = "" if route.batching is None else f" ({route.batching.describe()})"
+        print(f"  {route.name}: {route.backend.kind} {target}{batching}")
     return 0
 
 

@@ -201,6 +201,15 @@ class BatchingConfig:
     """Longest wait in the queue (then 504); ``None``: the model's ``timeout_s``."""
     max_inflight_batches: int = 2
 
+    def describe(self) -> str:
+        """One line for startup and ``check-config`` output."""
+        delay = (
+            f"auto within {self.target_latency_ms:g} ms"
+            if self.max_queue_delay_ms == "auto"
+            else f"{self.max_queue_delay_ms:g} ms"
+        )
+        return f"batching up to {self.max_batch_size} rows, delay {delay}"
+
     def to_core(self, timeout_s: float) -> dict[str, Any]:
         """The batcher settings as the Rust core expects them."""
         if self.max_queue_delay_ms == "auto":

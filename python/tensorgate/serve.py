@@ -112,7 +112,8 @@ class Server:
             kind = "python" if backend.kind == "python" else f"{backend.kind} {backend.protocol}"
             if backend.kind == "grpc":
                 kind = "grpc v2"
-            lines.append(f"  model {route.name!r} -> {kind} {target}")
+            batching = "" if route.batching is None else f" ({route.batching.describe()})"
+            lines.append(f"  model {route.name!r} -> {kind} {target}{batching}")
         return "\n".join(lines)
 
     def reload(self) -> None:
