@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 import tensorgate
+from clients import Clients
 from recorder import Recorder, running_recorder
 from servers import Server, start_kserve, start_mlserver
 from tritonclient.utils import np_to_triton_dtype, triton_to_np_dtype
@@ -229,3 +230,10 @@ def recorder() -> Iterator[Recorder]:
     """A recording V2 REST backend (see ``tests/recorder.py``)."""
     with running_recorder() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def clients(gateway: Server) -> Iterator[Clients]:
+    """Clients of the module's ``gateway`` fixture with bounded timeouts, one of each kind."""
+    with Clients.open(gateway) as opened:
+        yield opened

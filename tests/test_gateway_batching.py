@@ -10,11 +10,11 @@ kserve is never imported here (its protos clash with tritonclient.grpc).
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -96,18 +96,8 @@ def gateway(
     kserve_backend: Server, mlserver_backend: Server, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
     config = gateway_config(kserve_backend, mlserver_backend)
-    log_dir: Path = tmp_path_factory.mktemp("gateway-batching")
-    server = start_gateway(config, log_dir=log_dir)
-    try:
+    with start_gateway(config, log_dir=tmp_path_factory.mktemp("gateway-batching")) as server:
         yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def clients(gateway: Gateway) -> Iterator[Clients]:
-    with Clients.open(gateway) as opened:
-        yield opened
 
 
 @pytest.fixture
@@ -126,7 +116,7 @@ def calls(kserve_backend: Server) -> Callable[[str], list[int]]:
     return rows
 
 
-def run_all(work: list[Callable[[], Any]]) -> list[Any]:
+def run_all(work: Sequence[Callable[[], Any]]) -> list[Any]:
     """Runs every call at once on its own thread; returns results in order (re-raising)."""
     with ThreadPoolExecutor(max_workers=len(work)) as pool:
         futures = [pool.submit(call) for call in work]
@@ -350,9 +340,17 @@ def test_a_malformed_request_is_rejected_alone(gateway: Gateway) -> None:
 
 def test_metrics_show_batches(gateway: Gateway, clients: Clients) -> None:
     x = rows(4, 3, 21)
-    run_all([lambda i=i: ask(clients, "v1", "four", x[i : i + 1], "m") for i in range(4)])
+    run_all([functools.partial(ask, clients, "v1", "four", x[i : i + 1], "m") for i in range(4)])
     text = httpx.get(f"{gateway.http_url}/metrics", timeout=TIMEOUT).text
     assert 'tensorgate_batch_rows_bucket{le="4.0",model="four"}' in text
     assert 'tensorgate_batch_queue_delay_seconds_count{model="four"}' in text
     for name in ("tensorgate_batch_rejected_total", "tensorgate_batch_timed_out_total"):
         assert f'{name}{{model="tiny-queue"}}' in text
+
+
+def test_v1_explain_is_forwarded_unbatched(gateway: Gateway, kserve_backend: Server) -> None:
+    """``:explain`` on a batching V1 route goes to the backend as is, whatever it answers."""
+    body = {"instances": [[1.0, 2.0]]}
+    direct = httpx.post(f"{kserve_backend.http_url}/v1/models/sum:explain", json=body)
+    r = httpx.post(f"{gateway.http_url}/v1/models/b-v1:explain", json=body, timeout=TIMEOUT)
+    assert (r.status_code, r.json()) == (direct.status_code, direct.json())

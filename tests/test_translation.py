@@ -88,19 +88,8 @@ def gateway(
 ) -> Iterator[Gateway]:
     """The gateway in front of every backend flavour, shared by this module."""
     config = gateway_config(kserve_backend, mlserver_backend)
-    log_dir: Path = tmp_path_factory.mktemp("gateway-translation")
-    server = start_gateway(config, log_dir=log_dir)
-    try:
+    with start_gateway(config, log_dir=tmp_path_factory.mktemp("gateway-translation")) as server:
         yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def clients(gateway: Gateway) -> Iterator[Clients]:
-    """Clients with bounded timeouts, reused by every test of the module."""
-    with Clients.open(gateway) as opened:
-        yield opened
 
 
 # -- the matrix ----------------------------------------------------------------------------------

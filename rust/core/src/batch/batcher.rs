@@ -375,3 +375,180 @@ impl Batchers {
         all.values().map(|b| b.stats()).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::atomic::AtomicUsize;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::batch::Delay;
+    use crate::tensor::{DataType, Tensor};
+
+    /// Answers each batch with its input renamed `y`, after `delay`; records the batch sizes
+    /// and the most batches it saw at once. A negative first value fails the batch.
+    #[derive(Debug, Default)]
+    struct Echo {
+        delay: Duration,
+        sizes: Mutex<Vec<usize>>,
+        running: AtomicUsize,
+        most_running: AtomicUsize,
+    }
+
+    impl Sender for Echo {
+        fn send(
+            self: Arc<Self>,
+            request: InferRequest,
+            _headers: HeaderMap,
+        ) -> BoxFuture<Result<InferResponse>> {
+            Box::pin(async move {
+                let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+                self.most_running.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(self.delay).await;
+                self.running.fetch_sub(1, Ordering::SeqCst);
+                let mut x = request.inputs[0].clone();
+                self.sizes.lock().unwrap().push(x.rows());
+                if x.data()[..4] == (-1.0f32).to_le_bytes() {
+                    return Err(Error::upstream_status(422, "no negatives"));
+                }
+                x.name = "y".into();
+                Ok(InferResponse {
+                    model_name: "m".into(),
+                    outputs: vec![x],
+                    ..InferResponse::default()
+                })
+            })
+        }
+    }
+
+    fn policy(max: usize, delay_ms: u64, inflight: usize) -> Policy {
+        Policy {
+            max_batch_size: max,
+            delay: Delay::Fixed(Duration::from_millis(delay_ms)),
+            preferred_batch_sizes: Vec::new(),
+            max_queue_size: 64,
+            queue_timeout: Duration::from_secs(5),
+            max_inflight_batches: inflight,
+        }
+    }
+
+    fn request(value: f32) -> InferRequest {
+        let data = Bytes::from(value.to_le_bytes().to_vec());
+        let x = Tensor::new("x", DataType::Fp32, vec![1, 1], data, &Default::default()).unwrap();
+        InferRequest::new(vec![x])
+    }
+
+    async fn submit(batcher: &Arc<Batcher>, echo: &Arc<Echo>, value: f32) -> Result<f32> {
+        let echo = Arc::clone(echo);
+        let reply = batcher
+            .submit(request(value), HeaderMap::new(), move || echo)
+            .await?;
+        let data = reply.response.outputs[0].data();
+        Ok(f32::from_le_bytes(data[..4].try_into().unwrap()))
+    }
+
+    #[tokio::test]
+    async fn members_share_a_batch_and_get_their_own_rows() {
+        let batcher = Arc::new(Batcher::new("m", policy(4, 10_000, 1)));
+        let echo = Arc::new(Echo::default());
+        let answers = futures_join(&batcher, &echo, &[1.0, 2.0, 3.0, 4.0]).await;
+        assert_eq!(answers, vec![Ok(1.0), Ok(2.0), Ok(3.0), Ok(4.0)]);
+        assert_eq!(*echo.sizes.lock().unwrap(), vec![4]);
+    }
+
+    async fn futures_join(
+        batcher: &Arc<Batcher>,
+        echo: &Arc<Echo>,
+        values: &[f32],
+    ) -> Vec<Result<f32>> {
+        let tasks: Vec<_> = values
+            .iter()
+            .map(|&v| {
+                let (batcher, echo) = (Arc::clone(batcher), Arc::clone(echo));
+                tokio::spawn(async move { submit(&batcher, &echo, v).await })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.unwrap());
+        }
+        answers
+    }
+
+    #[tokio::test]
+    async fn in_flight_batches_stay_within_the_limit() {
+        let batcher = Arc::new(Batcher::new("m", policy(2, 0, 2)));
+        let echo = Arc::new(Echo {
+            delay: Duration::from_millis(20),
+            ..Echo::default()
+        });
+        let values: Vec<f32> = (0..20u8).map(f32::from).collect();
+        let answers = futures_join(&batcher, &echo, &values).await;
+        assert_eq!(answers, values.iter().map(|&v| Ok(v)).collect::<Vec<_>>());
+        assert!(echo.most_running.load(Ordering::SeqCst) <= 2);
+        let sizes = echo.sizes.lock().unwrap();
+        assert_eq!(sizes.iter().sum::<usize>(), 20);
+        assert!(sizes.iter().all(|&n| n <= 2), "{sizes:?}");
+        assert!(sizes.len() < 20, "no batch formed: {sizes:?}");
+    }
+
+    #[tokio::test]
+    async fn a_backend_error_reaches_every_member() {
+        let batcher = Arc::new(Batcher::new("m", policy(3, 10_000, 1)));
+        let echo = Arc::new(Echo::default());
+        for answer in futures_join(&batcher, &echo, &[-1.0, 2.0, 3.0]).await {
+            let error = answer.unwrap_err();
+            assert_eq!(
+                (error.http_status(), error.message()),
+                (422, "no negatives")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn full_queue_timeout_and_a_client_that_leaves() {
+        let batcher = Arc::new(Batcher::new(
+            "m",
+            Policy {
+                max_queue_size: 2,
+                queue_timeout: Duration::from_millis(100),
+                ..policy(1, 0, 1)
+            },
+        ));
+        let echo = Arc::new(Echo {
+            delay: Duration::from_millis(300),
+            ..Echo::default()
+        });
+        let busy = tokio::spawn({
+            let (batcher, echo) = (Arc::clone(&batcher), Arc::clone(&echo));
+            async move { submit(&batcher, &echo, 1.0).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Leaves at once: never sent.
+        let left = tokio::time::timeout(Duration::from_millis(10), submit(&batcher, &echo, 2.0));
+        assert!(left.await.is_err());
+        let waiting = tokio::spawn({
+            let (batcher, echo) = (Arc::clone(&batcher), Arc::clone(&echo));
+            async move { submit(&batcher, &echo, 3.0).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // The one that left is swept out to make room; a third is refused.
+        let third = tokio::spawn({
+            let (batcher, echo) = (Arc::clone(&batcher), Arc::clone(&echo));
+            async move { submit(&batcher, &echo, 4.0).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let full = submit(&batcher, &echo, 5.0).await.unwrap_err();
+        assert_eq!(full.http_status(), 503, "{full}");
+        let timed_out = waiting.await.unwrap().unwrap_err();
+        assert_eq!(timed_out.http_status(), 504, "{timed_out}");
+        assert_eq!(third.await.unwrap().unwrap_err().http_status(), 504);
+        assert_eq!(busy.await.unwrap(), Ok(1.0));
+        assert_eq!(*echo.sizes.lock().unwrap(), vec![1]);
+        let stats = batcher.stats();
+        assert_eq!((stats.rejected, stats.timed_out), (1, 2));
+    }
+}

@@ -218,7 +218,8 @@ impl Call<'_> {
     /// The backend path when the body can go through as is: same protocol, and for V2 the
     /// backend takes the client's encoding (`binary` unset, or matching the body's form).
     fn passthrough_path(&self, front: RestFront, header_length: Option<usize>) -> Option<String> {
-        if self.route.batching.is_some() {
+        // Batched requests are decoded to be merged; explanations are never batched.
+        if self.route.batching.is_some() && front != RestFront::V1Explain {
             return None;
         }
         let Backend::Http {
