@@ -20,8 +20,25 @@ from tensorgate._core import (
     Tensor,
     __version__,
 )
+from tensorgate.batching import (
+    BatchDroppedError,
+    Batcher,
+    BatcherClosedError,
+    BatchError,
+    BatchOutputError,
+    BatchQueueFullError,
+    BatchTimeoutError,
+    batch,
+)
 
 __all__ = [
+    "BatchDroppedError",
+    "BatchError",
+    "BatchOutputError",
+    "BatchQueueFullError",
+    "BatchTimeoutError",
+    "Batcher",
+    "BatcherClosedError",
     "InferRequest",
     "InferResponse",
     "Limits",
@@ -29,5 +46,6 @@ __all__ = [
     "RequestedOutput",
     "Tensor",
     "__version__",
+    "batch",
     "codec",
 ]

@@ -1,6 +1,7 @@
 """Type stubs for the Rust extension ``tensorgate._core`` (checked by ``mypy.stubtest``)."""
 
-from collections.abc import Iterable, Mapping, Sequence
+import asyncio
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias, final
 
 import numpy.typing as npt
@@ -8,6 +9,8 @@ from typing_extensions import disjoint_base
 
 __version__: str
 __all__ = [
+    "Batch",
+    "Batcher",
     "Buffer",
     "Gateway",
     "InferRequest",
@@ -16,7 +19,9 @@ __all__ = [
     "PendingCall",
     "ProtocolError",
     "RequestedOutput",
+    "Resolver",
     "Tensor",
+    "Ticket",
     "__version__",
     "decode_grpc_request",
     "decode_grpc_response",
@@ -224,3 +229,64 @@ class PendingCall:
     def respond(self, response: InferResponse) -> None: ...
     def respond_metrics(self, text: str) -> None: ...
     def fail(self, message: str, status_code: int = 500) -> None: ...
+
+@final
+class Batcher:
+    """The Rust half of ``tensorgate.Batcher``: queue, concatenation, splitting, workers."""
+
+    def __new__(
+        cls,
+        func: Callable[[dict[str, npt.NDArray[Any]]], object],
+        is_async: bool,
+        start_async: Callable[[Any, bool, Any, Batch], None],
+        errors: tuple[
+            type[BaseException],
+            type[BaseException],
+            type[BaseException],
+            type[BaseException],
+            type[BaseException],
+        ],
+        *,
+        max_batch_size: int,
+        max_queue_delay_ms: float | None,
+        target_latency_ms: float,
+        preferred_batch_sizes: Sequence[int],
+        max_queue_size: int,
+        queue_timeout_ms: float | None,
+        max_inflight_batches: int,
+    ) -> Batcher: ...
+    def submit(
+        self, inputs: Mapping[str, npt.NDArray[Any]], event_loop: asyncio.AbstractEventLoop
+    ) -> Ticket: ...
+    def submit_sync(
+        self, inputs: Mapping[str, npt.NDArray[Any]], timeout: float | None = None
+    ) -> dict[str, npt.NDArray[Any]]: ...
+    def run_worker(self) -> None: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def queued(self) -> int: ...
+
+@final
+class Batch:
+    """An async function's batch, run as a task by ``tensorgate.batching``."""
+
+    @property
+    def inputs(self) -> dict[str, npt.NDArray[Any]]: ...
+    def finish(self, outputs: object, event_loop: Any = None) -> None: ...
+    def fail(self, error: BaseException, event_loop: Any = None) -> None: ...
+
+@final
+class Ticket:
+    """A queued async request; ``cancel()`` takes it out before its batch forms."""
+
+    @property
+    def future(self) -> asyncio.Future[dict[str, npt.NDArray[Any]]]: ...
+    def cancel(self) -> None: ...
+
+@final
+class Resolver:
+    """Resolves one event loop's futures of a batch (scheduled with ``call_soon_threadsafe``)."""
+
+    def __call__(self, *args: object, **kwargs: object) -> None: ...

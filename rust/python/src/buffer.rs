@@ -60,3 +60,16 @@ impl Buffer {
         self.data.len()
     }
 }
+
+/// A copy of a C-contiguous buffer's bytes (the caller checks contiguity), taken with the GIL
+/// held so the exporter cannot free or resize the memory meanwhile.
+pub fn copy_contiguous(_py: Python<'_>, buffer: &pyo3::buffer::PyUntypedBuffer) -> Bytes {
+    let len = buffer.len_bytes();
+    if len == 0 || buffer.buf_ptr().is_null() {
+        return Bytes::new();
+    }
+    // SAFETY: the exporter guarantees `len` readable bytes at `buf_ptr` until the buffer is
+    // released, and `buffer` is borrowed for the whole copy.
+    let bytes = unsafe { std::slice::from_raw_parts(buffer.buf_ptr().cast::<u8>(), len) };
+    Bytes::copy_from_slice(bytes)
+}

@@ -1,6 +1,7 @@
 //! `tensorgate._core`: the PyO3 binding of `tensorgate-core`. It only converts types and errors;
 //! every rule lives in the core crate.
 
+mod batcher;
 mod buffer;
 mod codec;
 mod error;
@@ -27,5 +28,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<codec::Limits>()?;
     m.add_class::<gateway::Gateway>()?;
     m.add_class::<gateway::PendingCall>()?;
+    m.add_class::<batcher::PyBatcher>()?;
+    m.add_class::<batcher::Batch>()?;
+    m.add_class::<batcher::Ticket>()?;
+    m.add_class::<batcher::Resolver>()?;
     codec::register(m)
 }

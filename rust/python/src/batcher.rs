@@ -1,0 +1,1160 @@
+//! `tensorgate.Batcher`: batching calls to a Python function in-process.
+//!
+//! Callers hand in dicts of numpy arrays; their rows wait in the core [`Queue`] (the gateway's
+//! batching rule), are concatenated along dimension 0 with the core [`batch::concat`], passed to
+//! the function as one dict, and the function's arrays are split back by rows into zero-copy
+//! views, one dict per caller.
+//!
+//! Who runs a batch: the thread that makes it due, when that is cheap. A `submit_sync` caller
+//! that fills a batch runs it itself (it would block anyway); an async caller runs it inline
+//! when the function is known to be cheap (a thread hop would cost more than the call), and
+//! otherwise hands it to the batcher's worker threads, which also wake at batch deadlines and
+//! queue timeouts. Workers wait on a condvar without the GIL. Async functions run as a task on
+//! a caller's event loop. Results reach async callers with one `call_soon_threadsafe` per event
+//! loop per batch (none when the batch finishes on the caller's own loop), and `submit_sync`
+//! callers through a condvar they wait on without the GIL.
+//!
+//! Lock order: the state mutex is never held while acquiring the GIL.
+
+use std::collections::VecDeque;
+use std::ffi::CStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use pyo3::buffer::{ElementType, PyUntypedBuffer};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PySlice, PyString, PyTuple, PyType};
+use tensorgate_core::batch::{self, Decision, Delay, Full, Member, Policy, Queue};
+use tensorgate_core::{DataType, Limits, Tensor as CoreTensor};
+
+use crate::buffer::{Buffer, copy_contiguous};
+use crate::error::to_py;
+use crate::tensor::Tensor;
+
+/// An async caller may run a sync function inline when its batches took less than this.
+const INLINE_BELOW: Duration = Duration::from_micros(500);
+/// Batches one `pump` runs inline before leaving the rest to the workers.
+const INLINE_ROUNDS: usize = 4;
+/// Inputs above this many bytes are concatenated without the GIL.
+const DETACH_CONCAT_BYTES: usize = 1 << 20;
+
+/// One input as the batching rule sees it: requests batch together when all of these agree.
+#[derive(Debug, PartialEq)]
+struct Column {
+    name: String,
+    datatype: DataType,
+    trailing: Vec<usize>,
+}
+
+/// How a caller waits for its share.
+#[derive(Debug)]
+enum Waiter {
+    /// An asyncio future, resolved on its event loop.
+    Async {
+        future: Py<PyAny>,
+        event_loop: Py<PyAny>,
+    },
+    /// A `submit_sync` caller blocked on the slot.
+    Sync(Arc<Slot>),
+}
+
+#[derive(Debug)]
+struct Item {
+    /// Sorted by name; `tensors` in the same order.
+    key: Vec<Column>,
+    tensors: Vec<CoreTensor>,
+    rows: usize,
+    enqueued: Instant,
+    gone: Arc<AtomicBool>,
+    waiter: Waiter,
+}
+
+impl Member for Item {
+    type Key = Vec<Column>;
+
+    fn key(&self) -> &Vec<Column> {
+        &self.key
+    }
+
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn enqueued(&self) -> Instant {
+        self.enqueued
+    }
+
+    fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+}
+
+type Outcome = PyResult<Py<PyAny>>;
+/// Futures of one event loop and their outcomes.
+type LoopOutcomes = Vec<(Py<PyAny>, Outcome)>;
+/// `(queue_full, timeout, closed, output, dropped)` exception classes.
+type ErrorClasses = (Py<PyType>, Py<PyType>, Py<PyType>, Py<PyType>, Py<PyType>);
+
+/// Where a `submit_sync` caller's answer lands.
+#[derive(Debug, Default)]
+struct Slot {
+    outcome: Mutex<Option<Outcome>>,
+    ready: Condvar,
+}
+
+impl Slot {
+    fn set(&self, outcome: Outcome) {
+        *self.outcome.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
+        self.ready.notify_one();
+    }
+
+    /// The outcome, or `None` when `deadline` passed first. Called without the GIL.
+    fn wait(&self, deadline: Option<Instant>) -> Option<Outcome> {
+        let mut outcome = self.outcome.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(outcome) = outcome.take() {
+                return Some(outcome);
+            }
+            outcome = match deadline {
+                None => self
+                    .ready
+                    .wait(outcome)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    self.ready
+                        .wait_timeout(outcome, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    queue: Queue<Item>,
+    /// Batches formed and not finished.
+    inflight: usize,
+    closed: bool,
+    /// Batches formed by a caller for a worker to run.
+    handoff: VecDeque<Vec<Item>>,
+    /// What each worker is doing (indexed by worker).
+    workers: Vec<Wait>,
+    /// A worker was notified to look at the queue by then, and none has looked yet.
+    notified: Option<Instant>,
+    /// Arrival times of queued requests, for queue-timeout wakeups; entries of requests that
+    /// already left only cause an early wakeup. Kept only with a queue timeout.
+    arrivals: VecDeque<Instant>,
+    /// Smoothed time the function takes per batch.
+    cost: Option<Duration>,
+    /// Rows queued (an overestimate once requests gave up; reset when the queue empties).
+    rows_waiting: usize,
+    /// No batch is due before this, unless `rows_waiting` reaches `Shared::due_rows`: saves
+    /// forming the candidate batch on every push (fixed delays only).
+    not_due_before: Option<Instant>,
+}
+
+/// A worker's state, so that pushes know whether one will look at the queue in time.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    Busy,
+    Forever,
+    Until(Instant),
+}
+
+/// The exception classes of `tensorgate.batching`.
+#[derive(Debug)]
+struct Errors {
+    queue_full: Py<PyType>,
+    timeout: Py<PyType>,
+    closed: Py<PyType>,
+    output: Py<PyType>,
+    dropped: Py<PyType>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    work: Condvar,
+    func: Py<PyAny>,
+    is_async: bool,
+    /// `start_async(event_loop | None, same_thread, func, batch)`: runs an async function's batch.
+    start_async: Py<PyAny>,
+    errors: Errors,
+    max_inflight: usize,
+    queue_timeout: Option<Duration>,
+    /// With a fixed delay: the fewest rows that can make a batch due before its deadline
+    /// (`max_batch_size` or the smallest preferred size).
+    due_rows: Option<usize>,
+}
+
+/// Where the code forming a batch runs.
+#[derive(Clone, Copy)]
+enum Here<'a, 'py> {
+    /// In a coroutine on this event loop.
+    Loop(&'a Bound<'py, PyAny>),
+    /// A `submit_sync` caller's thread.
+    Caller,
+    /// A worker thread.
+    Worker,
+}
+
+impl Here<'_, '_> {
+    fn event_loop(&self) -> Option<&Bound<'_, PyAny>> {
+        match self {
+            Here::Loop(event_loop) => Some(event_loop),
+            _ => None,
+        }
+    }
+}
+
+fn cancelled_error(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    static CANCELLED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    CANCELLED.import(py, "asyncio", "CancelledError")
+}
+
+fn ndarray_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    static NDARRAY: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    NDARRAY.import(py, "numpy", "ndarray")
+}
+
+fn numpy_asarray(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static ASARRAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    ASARRAY.import(py, "numpy", "asarray")
+}
+
+/// A read-only numpy view of a core tensor (zero-copy; BYTES: an object array).
+fn tensor_array<'py>(py: Python<'py>, tensor: CoreTensor) -> PyResult<Bound<'py, PyAny>> {
+    static VIEW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    if tensor.datatype() == DataType::Bytes {
+        return Bound::new(py, Tensor { inner: tensor })?.call_method0(intern!(py, "numpy"));
+    }
+    let shape = PyTuple::new(py, tensor.shape())?;
+    let datatype = tensor.datatype().as_str();
+    let buffer = Buffer::new(tensor.data().clone());
+    VIEW.import(py, "tensorgate._numpy", "view")?
+        .call1((buffer, datatype, shape))
+}
+
+fn asyncio_future(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    FUTURE.import(py, "asyncio", "Future")
+}
+
+fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    static GET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    GET.import(py, "asyncio", "_get_running_loop")?.call0()
+}
+
+/// The V2 datatype of a native little-endian buffer format, for the fast path.
+fn datatype_of_format(format: &CStr) -> Option<DataType> {
+    if !cfg!(target_endian = "little") {
+        return None;
+    }
+    match format.to_bytes() {
+        [_] | [b'<' | b'=' | b'@', _] => {}
+        _ => return None,
+    }
+    Some(match ElementType::from_format(format) {
+        ElementType::Bool => DataType::Bool,
+        ElementType::UnsignedInteger { bytes: 1 } => DataType::Uint8,
+        ElementType::UnsignedInteger { bytes: 2 } => DataType::Uint16,
+        ElementType::UnsignedInteger { bytes: 4 } => DataType::Uint32,
+        ElementType::UnsignedInteger { bytes: 8 } => DataType::Uint64,
+        ElementType::SignedInteger { bytes: 1 } => DataType::Int8,
+        ElementType::SignedInteger { bytes: 2 } => DataType::Int16,
+        ElementType::SignedInteger { bytes: 4 } => DataType::Int32,
+        ElementType::SignedInteger { bytes: 8 } => DataType::Int64,
+        ElementType::Float { bytes: 2 } => DataType::Fp16,
+        ElementType::Float { bytes: 4 } => DataType::Fp32,
+        ElementType::Float { bytes: 8 } => DataType::Fp64,
+        _ => return None,
+    })
+}
+
+/// One input array as a core tensor (one copy). Contiguous native numeric arrays are read
+/// through the buffer protocol; anything else goes through `Tensor.from_numpy` (BF16, strings,
+/// other byte orders, non-contiguous arrays), which refuses dtypes V2 has no datatype for.
+fn tensor_of(py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> PyResult<CoreTensor> {
+    if value.is_instance(ndarray_type(py)?)?
+        && let Ok(buffer) = PyUntypedBuffer::get(value)
+        && buffer.is_c_contiguous()
+        && let Some(datatype) = datatype_of_format(buffer.format())
+        && datatype.element_size() == Some(buffer.item_size())
+    {
+        let data = copy_contiguous(py, &buffer);
+        let shape = buffer.shape().to_vec();
+        drop(buffer);
+        return CoreTensor::new(name, datatype, shape, data, &Limits::UNLIMITED).map_err(to_py);
+    }
+    let tensor = py
+        .get_type::<Tensor>()
+        .call_method1(intern!(py, "from_numpy"), (name, value))
+        .map_err(|e| {
+            if e.is_instance_of::<PyTypeError>(py) {
+                PyTypeError::new_err(format!("input '{name}': {}", e.value(py)))
+            } else {
+                e
+            }
+        })?;
+    Ok(tensor.cast::<Tensor>()?.get().inner.clone())
+}
+
+/// The caller's inputs: sorted columns, tensors and rows.
+fn read_inputs(
+    py: Python<'_>,
+    inputs: &Bound<'_, PyAny>,
+) -> PyResult<(Vec<Column>, Vec<CoreTensor>, usize)> {
+    let inputs = inputs.cast::<PyDict>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "inputs must be a dict of numpy arrays, not {}",
+            inputs
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string())
+        ))
+    })?;
+    let mut tensors = Vec::with_capacity(inputs.len());
+    for (name, value) in inputs.iter() {
+        let name = name
+            .cast::<PyString>()
+            .map_err(|_| PyTypeError::new_err("input names must be str"))?;
+        tensors.push(tensor_of(py, name.to_str()?, &value)?);
+    }
+    tensors.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    let Some(first) = tensors.first() else {
+        return Err(PyValueError::new_err("inputs must hold at least one array"));
+    };
+    let rows = first.rows();
+    let mut key = Vec::with_capacity(tensors.len());
+    for tensor in &tensors {
+        let Some((&dim0, trailing)) = tensor.shape().split_first() else {
+            return Err(PyValueError::new_err(format!(
+                "input '{}' is a scalar: batching needs a dimension 0",
+                tensor.name
+            )));
+        };
+        if dim0 != rows {
+            return Err(PyValueError::new_err(format!(
+                "inputs must have the same number of rows (dimension 0): '{}' has {}, '{}' has {dim0}",
+                first.name, rows, tensor.name
+            )));
+        }
+        key.push(Column {
+            name: tensor.name.clone(),
+            datatype: tensor.datatype(),
+            trailing: trailing.to_vec(),
+        });
+    }
+    Ok((key, tensors, rows))
+}
+
+/// Sets an asyncio future's outcome. A future that was cancelled meanwhile refuses, which is
+/// fine: its caller is gone.
+fn set_future(py: Python<'_>, future: &Bound<'_, PyAny>, outcome: Outcome) {
+    let done = match outcome {
+        Ok(value) => future.call_method1(intern!(py, "set_result"), (value,)),
+        Err(error) => match cancelled_error(py) {
+            Ok(cancelled) if error.is_instance(py, cancelled) => {
+                future.call_method0(intern!(py, "cancel"))
+            }
+            _ => future.call_method1(intern!(py, "set_exception"), (error.value(py),)),
+        },
+    };
+    drop(done);
+}
+
+/// Resolves the futures of one event loop, called on that loop (`call_soon_threadsafe`).
+#[pyclass(frozen, module = "tensorgate._core")]
+#[derive(Debug)]
+pub struct Resolver {
+    items: Mutex<LoopOutcomes>,
+}
+
+#[pymethods]
+impl Resolver {
+    fn __call__(&self, py: Python<'_>) {
+        let items = std::mem::take(&mut *self.items.lock().unwrap_or_else(PoisonError::into_inner));
+        for (future, outcome) in items {
+            set_future(py, future.bind(py), outcome);
+        }
+    }
+}
+
+/// Hands each waiter its outcome.
+fn resolve(
+    py: Python<'_>,
+    waiters: Vec<(Waiter, Arc<AtomicBool>)>,
+    outcomes: impl Iterator<Item = Outcome>,
+    here: Here<'_, '_>,
+) {
+    let here = here.event_loop();
+    let mut remote: Vec<(Py<PyAny>, LoopOutcomes)> = Vec::new();
+    for ((waiter, gone), outcome) in waiters.into_iter().zip(outcomes) {
+        match waiter {
+            Waiter::Sync(slot) => slot.set(outcome),
+            Waiter::Async { .. } if gone.load(Ordering::Relaxed) => {}
+            Waiter::Async { future, event_loop } => {
+                if here.is_some_and(|here| here.is(&event_loop)) {
+                    set_future(py, future.bind(py), outcome);
+                } else if let Some((_, items)) = remote.iter_mut().find(|(l, _)| l.is(&event_loop))
+                {
+                    items.push((future, outcome));
+                } else {
+                    remote.push((event_loop, vec![(future, outcome)]));
+                }
+            }
+        }
+    }
+    for (event_loop, items) in remote {
+        let resolver = Resolver {
+            items: Mutex::new(items),
+        };
+        // A closed loop refuses: nobody is left to await its futures.
+        if let Ok(resolver) = Py::new(py, resolver) {
+            drop(event_loop.call_method1(py, intern!(py, "call_soon_threadsafe"), (resolver,)));
+        }
+    }
+}
+
+/// The rows of each member, split out of the function's answer as views.
+fn split_outputs(
+    py: Python<'_>,
+    errors: &Errors,
+    outputs: &Bound<'_, PyAny>,
+    rows: &[usize],
+) -> PyResult<Vec<Py<PyAny>>> {
+    let output_error = |message: String| PyErr::from_type(errors.output.bind(py).clone(), message);
+    let total: usize = rows.iter().sum();
+    let Ok(outputs) = outputs.cast::<PyDict>() else {
+        return Err(output_error(format!(
+            "the batch function must return a dict of arrays, not {}",
+            outputs
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string())
+        )));
+    };
+    let ndarray = ndarray_type(py)?;
+    let mut columns = Vec::with_capacity(outputs.len());
+    for (name, value) in outputs.iter() {
+        let array = if value.is_instance(ndarray)? {
+            value
+        } else {
+            numpy_asarray(py)?.call1((value,))?
+        };
+        let got = match array.len() {
+            Ok(got) => got,
+            Err(_) => {
+                return Err(output_error(format!(
+                    "output '{name}' is a scalar: the batch function must return arrays with the \
+                     batch's {total} rows on dimension 0"
+                )));
+            }
+        };
+        if got != total {
+            return Err(output_error(format!(
+                "output '{name}' has {got} rows, but the batch has {total} (the batch function \
+                 must return one row per input row, on dimension 0)"
+            )));
+        }
+        columns.push((name, array));
+    }
+    let mut shares = Vec::with_capacity(rows.len());
+    let mut start = 0usize;
+    for &n in rows {
+        let share = PyDict::new(py);
+        for (name, array) in &columns {
+            if rows.len() == 1 {
+                share.set_item(name, array)?;
+            } else {
+                let stop = start + n;
+                let slice = PySlice::new(py, start.cast_signed(), stop.cast_signed(), 1);
+                share.set_item(name, array.get_item(slice)?)?;
+            }
+        }
+        start += n;
+        shares.push(share.into_any().unbind());
+    }
+    Ok(shares)
+}
+
+/// The members of a batch once their inputs were taken: who waits and how many rows each sent.
+#[derive(Debug)]
+struct Members {
+    waiters: Vec<(Waiter, Arc<AtomicBool>)>,
+    rows: Vec<usize>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The queue's decision, keeping the bookkeeping that lets pushes skip it.
+    fn decide(&self, state: &mut State, now: Instant) -> Decision<Item> {
+        let decision = state.queue.next(now);
+        match &decision {
+            Decision::Dispatch(items) => {
+                let rows: usize = items.iter().map(|item| item.rows).sum();
+                state.rows_waiting = state.rows_waiting.saturating_sub(rows);
+                state.not_due_before = None;
+            }
+            Decision::WaitUntil(at) => state.not_due_before = Some(*at),
+            Decision::Idle => {
+                state.arrivals.clear();
+                state.not_due_before = None;
+            }
+        }
+        if state.queue.is_empty() {
+            state.rows_waiting = 0;
+        }
+        decision
+    }
+
+    /// Whether no batch can be due now (so the queue need not be asked).
+    fn surely_not_due(&self, state: &State, now: Instant) -> bool {
+        self.due_rows.is_some_and(|due_rows| {
+            state.rows_waiting < due_rows && state.not_due_before.is_some_and(|at| now < at)
+        })
+    }
+
+    /// Makes sure a worker looks at the queue by `at` (busy workers look when they finish).
+    fn wake_by(&self, state: &mut State, at: Instant) {
+        if state.notified.is_some_and(|notified| notified <= at) {
+            return;
+        }
+        let mut waiting = false;
+        let mut earliest: Option<Instant> = None;
+        for wait in &state.workers {
+            match *wait {
+                Wait::Busy => {}
+                Wait::Forever => waiting = true,
+                Wait::Until(until) => {
+                    waiting = true;
+                    earliest = Some(earliest.map_or(until, |e| e.min(until)));
+                }
+            }
+        }
+        if waiting && earliest.is_none_or(|earliest| at < earliest) {
+            state.notified = Some(at);
+            self.work.notify_one();
+        }
+    }
+
+    /// Queues a request, then forms and runs whatever batches are due.
+    fn push(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        inputs: &Bound<'_, PyAny>,
+        waiter: Waiter,
+        here: Here<'_, '_>,
+    ) -> PyResult<Arc<AtomicBool>> {
+        let (key, tensors, rows) = read_inputs(py, inputs)?;
+        let gone = Arc::new(AtomicBool::new(false));
+        let now = Instant::now();
+        let item = Item {
+            key,
+            tensors,
+            rows,
+            enqueued: now,
+            gone: Arc::clone(&gone),
+            waiter,
+        };
+        let refused = {
+            let mut state = self.lock();
+            if state.closed {
+                Some((
+                    self.errors.closed.bind(py),
+                    "the batcher is closed".to_owned(),
+                ))
+            } else if let Err(Full(item)) = state.queue.push(item, now) {
+                drop(state);
+                drop(item);
+                Some((
+                    self.errors.queue_full.bind(py),
+                    format!(
+                        "the batch queue is full ({} requests waiting, max_queue_size); retry later",
+                        self.max_queue_size()
+                    ),
+                ))
+            } else {
+                if let Some(timeout) = self.queue_timeout {
+                    state.arrivals.push_back(now);
+                    // The oldest arrival times out first.
+                    if let Some(at) = state
+                        .arrivals
+                        .front()
+                        .and_then(|&first| first.checked_add(timeout))
+                    {
+                        self.wake_by(&mut state, at);
+                    }
+                }
+                state.rows_waiting += rows;
+                None
+            }
+        };
+        if let Some((class, message)) = refused {
+            return Err(PyErr::from_type(class.clone(), message));
+        }
+        self.pump(py, here);
+        Ok(gone)
+    }
+
+    fn max_queue_size(&self) -> usize {
+        self.lock().queue.policy().max_queue_size
+    }
+
+    /// Whether a batch formed `here` runs here rather than on a worker.
+    fn runs_here(&self, state: &State, here: Here<'_, '_>) -> bool {
+        self.is_async
+            || match here {
+                Here::Caller | Here::Worker => true,
+                Here::Loop(_) => state.cost.is_some_and(|cost| cost < INLINE_BELOW),
+            }
+    }
+
+    /// Forms the batches that are due and runs (or hands off) each.
+    fn pump(self: &Arc<Self>, py: Python<'_>, here: Here<'_, '_>) {
+        for _ in 0..INLINE_ROUNDS {
+            let members = {
+                let mut state = self.lock();
+                let now = Instant::now();
+                if state.inflight >= self.max_inflight || self.surely_not_due(&state, now) {
+                    return;
+                }
+                match self.decide(&mut state, now) {
+                    Decision::Dispatch(members) => {
+                        state.inflight += 1;
+                        if !self.runs_here(&state, here) {
+                            state.handoff.push_back(members);
+                            self.work.notify_one();
+                            return;
+                        }
+                        members
+                    }
+                    Decision::WaitUntil(at) => {
+                        self.wake_by(&mut state, at);
+                        return;
+                    }
+                    Decision::Idle => return,
+                }
+            };
+            self.launch(py, members, here);
+        }
+        // More may be due: a worker carries on.
+        self.work.notify_one();
+    }
+
+    /// Runs a formed batch: concatenates, calls the function (or starts its task), and for a
+    /// sync function splits and hands out the answer.
+    fn launch(self: &Arc<Self>, py: Python<'_>, items: Vec<Item>, here: Here<'_, '_>) {
+        let mut columns: Vec<Vec<CoreTensor>> = Vec::new();
+        let mut members = Members {
+            waiters: Vec::with_capacity(items.len()),
+            rows: Vec::with_capacity(items.len()),
+        };
+        let mut bytes = 0usize;
+        for item in items {
+            if columns.is_empty() {
+                columns = item.tensors.iter().map(|_| Vec::with_capacity(1)).collect();
+            }
+            for (column, tensor) in columns.iter_mut().zip(item.tensors) {
+                bytes += tensor.data().len();
+                column.push(tensor);
+            }
+            members.rows.push(item.rows);
+            members.waiters.push((item.waiter, item.gone));
+        }
+        let concat = || {
+            columns
+                .iter()
+                .map(|column| batch::concat(column))
+                .collect::<tensorgate_core::Result<Vec<_>>>()
+        };
+        let merged = if bytes > DETACH_CONCAT_BYTES {
+            py.detach(concat)
+        } else {
+            concat()
+        };
+        let inputs = merged.map_err(to_py).and_then(|merged| {
+            let inputs = PyDict::new(py);
+            for tensor in merged {
+                let name = PyString::new(py, &tensor.name);
+                inputs.set_item(name, tensor_array(py, tensor)?)?;
+            }
+            Ok(inputs)
+        });
+        let inputs = match inputs {
+            Ok(inputs) => inputs,
+            Err(error) => return self.complete(py, members, Err(error), Duration::ZERO, here),
+        };
+        let started = Instant::now();
+        if self.is_async {
+            let (event_loop, same_thread) = match here.event_loop() {
+                Some(event_loop) => (Some(event_loop.clone().unbind()), true),
+                None => (first_loop(py, &members), false),
+            };
+            let batch = Batch {
+                shared: Arc::clone(self),
+                inputs: inputs.unbind(),
+                members: Mutex::new(Some(members)),
+                started,
+            };
+            let started = Py::new(py, batch).and_then(|batch| {
+                self.start_async.call1(
+                    py,
+                    (event_loop, same_thread, self.func.clone_ref(py), batch),
+                )
+            });
+            // Not started (the loop is closed): the batch was dropped and failed its members.
+            drop(started);
+        } else {
+            let outputs = self.func.call1(py, (inputs,));
+            self.complete(py, members, outputs, started.elapsed(), here);
+        }
+    }
+
+    /// Hands out a finished batch's answer and frees its slot.
+    fn complete(
+        &self,
+        py: Python<'_>,
+        members: Members,
+        outputs: PyResult<Py<PyAny>>,
+        took: Duration,
+        here: Here<'_, '_>,
+    ) {
+        let shares = outputs
+            .and_then(|outputs| split_outputs(py, &self.errors, outputs.bind(py), &members.rows));
+        let count = members.waiters.len();
+        match shares {
+            Ok(shares) => resolve(py, members.waiters, shares.into_iter().map(Ok), here),
+            Err(error) => resolve(
+                py,
+                members.waiters,
+                (0..count).map(|_| Err(error.clone_ref(py))),
+                here,
+            ),
+        }
+        let mut state = self.lock();
+        state.inflight -= 1;
+        if !took.is_zero() {
+            state.queue.record_batch(members.rows.iter().sum(), took);
+            state.cost = Some(match state.cost {
+                Some(cost) => cost.mul_f64(0.8) + took.mul_f64(0.2),
+                None => took,
+            });
+        }
+        if state.closed || !state.handoff.is_empty() {
+            self.work.notify_all();
+        }
+    }
+
+    /// What a worker does next, waited for without the GIL.
+    fn next_job(&self, id: usize) -> Job {
+        let mut state = self.lock();
+        loop {
+            state.notified = None;
+            if let Some(wait) = state.workers.get_mut(id) {
+                *wait = Wait::Busy;
+            }
+            if let Some(items) = state.handoff.pop_front() {
+                return Job::Run(items);
+            }
+            let now = Instant::now();
+            let mut wake = None;
+            if let Some(timeout) = self.queue_timeout {
+                let mut overdue = false;
+                while state
+                    .arrivals
+                    .front()
+                    .is_some_and(|&at| now.saturating_duration_since(at) >= timeout)
+                {
+                    state.arrivals.pop_front();
+                    overdue = true;
+                }
+                if overdue {
+                    let expired = state.queue.expired(now);
+                    let rows: usize = expired.iter().map(|item| item.rows).sum();
+                    state.rows_waiting = state.rows_waiting.saturating_sub(rows);
+                    if !expired.is_empty() {
+                        return Job::Expire(expired);
+                    }
+                }
+                wake = state
+                    .arrivals
+                    .front()
+                    .and_then(|&at| at.checked_add(timeout));
+            }
+            if state.inflight < self.max_inflight {
+                match self.decide(&mut state, now) {
+                    Decision::Dispatch(items) => {
+                        state.inflight += 1;
+                        return Job::Run(items);
+                    }
+                    Decision::WaitUntil(at) => wake = Some(wake.map_or(at, |w: Instant| w.min(at))),
+                    Decision::Idle => wake = None,
+                }
+            }
+            if state.closed && state.queue.is_empty() && state.inflight == 0 {
+                self.work.notify_all();
+                return Job::Stop;
+            }
+            if let Some(wait) = state.workers.get_mut(id) {
+                *wait = wake.map_or(Wait::Forever, Wait::Until);
+            }
+            state = match wake {
+                None => self
+                    .work
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(at) => {
+                    let left = at.saturating_duration_since(now);
+                    self.work
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+    }
+}
+
+/// The event loop of the batch's first async member.
+fn first_loop(py: Python<'_>, members: &Members) -> Option<Py<PyAny>> {
+    members.waiters.iter().find_map(|(waiter, _)| match waiter {
+        Waiter::Async { event_loop, .. } => Some(event_loop.clone_ref(py)),
+        Waiter::Sync(_) => None,
+    })
+}
+
+enum Job {
+    Run(Vec<Item>),
+    Expire(Vec<Item>),
+    Stop,
+}
+
+/// A batch of an async function, run as a task by `tensorgate.batching`.
+#[pyclass(frozen, module = "tensorgate._core")]
+#[derive(Debug)]
+pub struct Batch {
+    shared: Arc<Shared>,
+    inputs: Py<PyDict>,
+    members: Mutex<Option<Members>>,
+    started: Instant,
+}
+
+impl Batch {
+    fn take(&self) -> Option<Members> {
+        self.members
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    fn end(
+        &self,
+        py: Python<'_>,
+        outputs: PyResult<Py<PyAny>>,
+        event_loop: Option<&Bound<'_, PyAny>>,
+    ) {
+        let Some(members) = self.take() else {
+            return;
+        };
+        let here = event_loop.map_or(Here::Worker, Here::Loop);
+        self.shared
+            .complete(py, members, outputs, self.started.elapsed(), here);
+        self.shared.pump(py, here);
+    }
+}
+
+#[pymethods]
+impl Batch {
+    /// The concatenated inputs.
+    #[getter]
+    fn inputs(&self, py: Python<'_>) -> Py<PyDict> {
+        self.inputs.clone_ref(py)
+    }
+
+    /// Splits the function's answer among the members.
+    #[pyo3(signature = (outputs, event_loop = None))]
+    fn finish(&self, py: Python<'_>, outputs: Py<PyAny>, event_loop: Option<&Bound<'_, PyAny>>) {
+        self.end(py, Ok(outputs), event_loop);
+    }
+
+    /// Fails every member with the function's exception.
+    #[pyo3(signature = (error, event_loop = None))]
+    fn fail(
+        &self,
+        py: Python<'_>,
+        error: &Bound<'_, PyAny>,
+        event_loop: Option<&Bound<'_, PyAny>>,
+    ) {
+        self.end(py, Err(PyErr::from_value(error.clone())), event_loop);
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if let Some(members) = self.take() {
+            Python::attach(|py| {
+                let error = PyErr::from_type(
+                    self.shared.errors.dropped.bind(py).clone(),
+                    "the batch was dropped before the function ran (its event loop closed?)",
+                );
+                self.shared
+                    .complete(py, members, Err(error), Duration::ZERO, Here::Worker);
+                self.shared.pump(py, Here::Worker);
+            });
+        }
+    }
+}
+
+/// A queued async request; `cancel()` takes it out before its batch forms.
+#[pyclass(frozen, module = "tensorgate._core")]
+#[derive(Debug)]
+pub struct Ticket {
+    gone: Arc<AtomicBool>,
+    future: Py<PyAny>,
+}
+
+#[pymethods]
+impl Ticket {
+    /// The asyncio future that gets the caller's rows.
+    #[getter]
+    fn future(&self, py: Python<'_>) -> Py<PyAny> {
+        self.future.clone_ref(py)
+    }
+
+    fn cancel(&self) {
+        self.gone.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The Rust half of `tensorgate.Batcher` (see `tensorgate.batching`).
+#[pyclass(frozen, module = "tensorgate._core", name = "Batcher")]
+#[derive(Debug)]
+pub struct PyBatcher {
+    shared: Arc<Shared>,
+}
+
+fn duration_ms(what: &str, ms: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(ms / 1000.0).map_err(|_| {
+        PyValueError::new_err(format!(
+            "{what} must be a non-negative number of ms, got {ms}"
+        ))
+    })
+}
+
+#[pymethods]
+impl PyBatcher {
+    #[new]
+    #[pyo3(signature = (
+        func, is_async, start_async, errors, *, max_batch_size, max_queue_delay_ms,
+        target_latency_ms, preferred_batch_sizes, max_queue_size, queue_timeout_ms,
+        max_inflight_batches
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        func: Py<PyAny>,
+        is_async: bool,
+        start_async: Py<PyAny>,
+        errors: ErrorClasses,
+        max_batch_size: usize,
+        max_queue_delay_ms: Option<f64>,
+        target_latency_ms: f64,
+        preferred_batch_sizes: Vec<usize>,
+        max_queue_size: usize,
+        queue_timeout_ms: Option<f64>,
+        max_inflight_batches: usize,
+    ) -> PyResult<Self> {
+        let delay = match max_queue_delay_ms {
+            Some(ms) => Delay::Fixed(duration_ms("max_queue_delay_ms", ms)?),
+            None => Delay::Auto {
+                target_latency: duration_ms("target_latency_ms", target_latency_ms)?,
+            },
+        };
+        let queue_timeout = queue_timeout_ms
+            .map(|ms| duration_ms("queue_timeout_ms", ms))
+            .transpose()?;
+        let policy = Policy {
+            max_batch_size,
+            delay,
+            preferred_batch_sizes,
+            max_queue_size,
+            // The queue's own timeout rule is only applied by the workers, when one is set.
+            queue_timeout: queue_timeout.unwrap_or(Duration::MAX),
+            max_inflight_batches,
+        }
+        .validated()
+        .map_err(|e| PyValueError::new_err(e.message().to_owned()))?;
+        let due_rows = match policy.delay {
+            Delay::Fixed(_) => Some(
+                policy
+                    .preferred_batch_sizes
+                    .first()
+                    .map_or(policy.max_batch_size, |&p| p.min(policy.max_batch_size)),
+            ),
+            Delay::Auto { .. } => None,
+        };
+        let (queue_full, timeout, closed, output, dropped) = errors;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    queue: Queue::new(policy),
+                    inflight: 0,
+                    closed: false,
+                    handoff: VecDeque::new(),
+                    workers: Vec::new(),
+                    notified: None,
+                    arrivals: VecDeque::new(),
+                    cost: None,
+                    rows_waiting: 0,
+                    not_due_before: None,
+                }),
+                work: Condvar::new(),
+                func,
+                is_async,
+                start_async,
+                errors: Errors {
+                    queue_full,
+                    timeout,
+                    closed,
+                    output,
+                    dropped,
+                },
+                max_inflight: max_inflight_batches,
+                queue_timeout,
+                due_rows,
+            }),
+        })
+    }
+
+    /// Queues an async caller's inputs; the ticket's future (of `event_loop`, the running
+    /// loop) gets the caller's rows of the answer.
+    fn submit(
+        &self,
+        py: Python<'_>,
+        inputs: &Bound<'_, PyAny>,
+        event_loop: &Bound<'_, PyAny>,
+    ) -> PyResult<Ticket> {
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(intern!(py, "loop"), event_loop)?;
+        let future = asyncio_future(py)?.call((), Some(&kwargs))?.unbind();
+        let waiter = Waiter::Async {
+            future: future.clone_ref(py),
+            event_loop: event_loop.clone().unbind(),
+        };
+        let gone = self
+            .shared
+            .push(py, inputs, waiter, Here::Loop(event_loop))?;
+        Ok(Ticket { gone, future })
+    }
+
+    /// Queues a thread's inputs and blocks, without the GIL, until its rows of the answer are
+    /// back or `timeout` seconds passed (`TimeoutError`).
+    #[pyo3(signature = (inputs, timeout = None))]
+    fn submit_sync(
+        &self,
+        py: Python<'_>,
+        inputs: &Bound<'_, PyAny>,
+        timeout: Option<f64>,
+    ) -> PyResult<Py<PyAny>> {
+        if !running_loop(py)?.is_none() {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "submit_sync() would block the running event loop: use `await batcher.submit(...)`",
+            ));
+        }
+        let deadline = timeout
+            .map(|s| duration_ms("timeout", s * 1000.0))
+            .transpose()?
+            .and_then(|t| Instant::now().checked_add(t));
+        let slot = Arc::new(Slot::default());
+        let gone = self
+            .shared
+            .push(py, inputs, Waiter::Sync(Arc::clone(&slot)), Here::Caller)?;
+        let ready = slot
+            .outcome
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let outcome = match ready {
+            Some(outcome) => Some(outcome),
+            None => py.detach(|| slot.wait(deadline)),
+        };
+        match outcome {
+            Some(outcome) => outcome,
+            None => {
+                gone.store(true, Ordering::Relaxed);
+                Err(pyo3::exceptions::PyTimeoutError::new_err(format!(
+                    "no answer within {}s",
+                    timeout.unwrap_or_default()
+                )))
+            }
+        }
+    }
+
+    /// A worker thread's loop: runs until the batcher is closed and drained.
+    fn run_worker(&self, py: Python<'_>) {
+        let id = {
+            let mut state = self.shared.lock();
+            state.workers.push(Wait::Busy);
+            state.workers.len() - 1
+        };
+        loop {
+            match py.detach(|| self.shared.next_job(id)) {
+                Job::Run(items) => self.shared.launch(py, items, Here::Worker),
+                Job::Expire(items) => {
+                    let timeout = self.shared.queue_timeout.unwrap_or_default();
+                    let error = PyErr::from_type(
+                        self.shared.errors.timeout.bind(py).clone(),
+                        format!(
+                            "the request waited longer than queue_timeout_ms ({} ms) without being batched",
+                            timeout.as_secs_f64() * 1000.0
+                        ),
+                    );
+                    let waiters = items
+                        .into_iter()
+                        .map(|item| (item.waiter, item.gone))
+                        .collect::<Vec<_>>();
+                    let count = waiters.len();
+                    resolve(
+                        py,
+                        waiters,
+                        (0..count).map(|_| Err(error.clone_ref(py))),
+                        Here::Worker,
+                    );
+                }
+                Job::Stop => return,
+            }
+        }
+    }
+
+    /// Stops taking requests; queued ones are still batched and answered.
+    fn close(&self) {
+        let mut state = self.shared.lock();
+        state.closed = true;
+        drop(state);
+        self.shared.work.notify_all();
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.shared.lock().closed
+    }
+
+    /// Requests waiting in the queue.
+    #[getter]
+    fn queued(&self) -> usize {
+        self.shared.lock().queue.len()
+    }
+}
