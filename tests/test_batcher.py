@@ -4,6 +4,7 @@ event loops; every wait is bounded)."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
@@ -374,6 +375,114 @@ def test_a_cancelled_caller_leaves_the_queue_unsent(
     run(main())
     assert 2000.0 not in seen
     assert seen == [1000.0, 3000.0]
+
+
+def test_cancelling_an_awaiting_task_raises_cancelled_error_in_it(
+    batcher_factory: Callable[..., Batcher],
+) -> None:
+    # Awaiting callers wait on the batcher's own awaitable (not an asyncio future): cancelling
+    # the task cancels it, whether the request is still queued or its batch is running, and the
+    # other callers are answered as usual.
+    gates = [threading.Event(), threading.Event()]
+    seen: list[float] = []
+
+    def fn(inputs: Arrays) -> dict[str, Array]:
+        calls = len(seen)
+        seen.extend(inputs["x"][:, 0].tolist())
+        gates[min(calls, 1)].wait(10)
+        return {"y": inputs["x"] * 2}
+
+    b = batcher_factory(fn, max_batch_size=2, max_queue_delay_ms=0)
+
+    async def main() -> None:
+        running = asyncio.ensure_future(b.submit({"x": rows(1)}))
+        while not seen:  # rows(1) is in the function
+            await asyncio.sleep(0.001)
+        in_batch = asyncio.ensure_future(b.submit({"x": rows(2)}))
+        queued = asyncio.ensure_future(b.submit({"x": rows(3)}))
+        kept = asyncio.ensure_future(b.submit({"x": rows(4)}))
+        await asyncio.sleep(0.01)
+        queued.cancel("not needed")
+        with pytest.raises(asyncio.CancelledError, match="not needed"):
+            await queued
+        assert queued.cancelled()
+        # A timeout cancels the same way.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(b.submit({"x": rows(5)}), 0.01)
+        gates[0].set()
+        out = await running
+        np.testing.assert_array_equal(out["y"], rows(1) * 2)
+        # A batch that formed before its member left is still answered to the others.
+        while len(seen) < 3:
+            await asyncio.sleep(0.001)
+        in_batch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await in_batch
+        gates[1].set()
+        np.testing.assert_array_equal((await kept)["y"], rows(4) * 2)
+
+    run(main())
+    assert 3000.0 not in seen
+    assert 5000.0 not in seen
+    assert sorted(seen) == [1000.0, 2000.0, 4000.0]
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_answers_wake_each_caller_on_its_own_loop(
+    is_async: bool, batcher_factory: Callable[..., Batcher]
+) -> None:
+    # Callers on two event loops (two threads) share batches; every caller resumes on its own
+    # loop's thread, in its own context, with its own rows, and an error reaches all of them.
+    def fn(inputs: Arrays) -> dict[str, Array]:
+        if (inputs["x"][:, 0] < 0).any():
+            raise ValueError("negative rows")
+        return {"y": inputs["x"] * 2}
+
+    async def afn(inputs: Arrays) -> dict[str, Array]:
+        await asyncio.sleep(0)
+        return fn(inputs)
+
+    b = batcher_factory(afn if is_async else fn, max_batch_size=8, max_queue_delay_ms=5)
+    var: contextvars.ContextVar[int] = contextvars.ContextVar("caller")
+    problems: list[str] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    async def caller(i: int, thread: int) -> None:
+        var.set(i)
+        for _ in range(20):
+            x = rows(i)
+            try:
+                out = await b.submit({"x": -x if i % 7 == 0 else x})
+            except ValueError as error:
+                errors.append(error)
+            else:
+                if not np.array_equal(out["y"], x * 2):
+                    problems.append(f"caller {i} got other rows")
+            if threading.get_ident() != thread or var.get() != i:
+                problems.append(f"caller {i} resumed elsewhere")
+
+    def loop_thread(base: int) -> None:
+        async def main() -> None:
+            thread = threading.get_ident()
+            start.wait(10)
+            await asyncio.gather(*(caller(base + i, thread) for i in range(1, 9)))
+
+        try:
+            run(main())
+        except BaseException as error:  # reported by the assertions below
+            problems.append(repr(error))
+
+    threads = [threading.Thread(target=loop_thread, args=(base,)) for base in (0, 100)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert problems == []
+    # Caller 7 (loop one) and 107 (loop two) sent negative rows: their whole batches failed.
+    assert errors
+    assert all(str(error) == "negative rows" for error in errors)
 
 
 def test_split_is_zero_copy(batcher_factory: Callable[..., Batcher]) -> None:

@@ -213,12 +213,8 @@ class Batcher:
 
         Cancelling the awaiting task before the batch forms takes the request out of the queue.
         """
-        ticket = self._core.submit(inputs, asyncio.get_running_loop())
-        try:
-            return await ticket.future
-        except asyncio.CancelledError:
-            ticket.cancel()
-            raise
+        # The ticket is awaited like an asyncio future; cancelling this task cancels it.
+        return await self._core.submit(inputs, asyncio.get_running_loop())
 
     __call__ = submit
 
