@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use http::HeaderMap;
 use serde::Serialize;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::task::JoinHandle;
 
 use super::Policy;
 use super::merge::{self, Key};
@@ -170,7 +171,7 @@ impl Batcher {
             ticket: Arc::clone(&ticket),
             reply,
         };
-        let start_dispatcher = {
+        let next = {
             let mut state = self.state();
             if state.queue.push(pending, Instant::now()).is_err() {
                 drop(state);
@@ -180,12 +181,19 @@ impl Batcher {
                     self.model, self.max_queue_size
                 )));
             }
-            !std::mem::replace(&mut state.dispatching, true)
+            self.after_push(&mut state)
         };
-        if start_dispatcher {
-            tokio::spawn(Arc::clone(self).dispatch(sender()));
-        } else {
-            self.arrived.notify_one();
+        match next {
+            Next::Notify => self.arrived.notify_one(),
+            Next::StartDispatcher => {
+                tokio::spawn(Arc::clone(self).dispatch(sender()));
+            }
+            Next::Run(members, slot) if members.len() == 1 => {
+                Arc::clone(self).run(members, sender(), slot).await;
+            }
+            Next::Run(members, slot) => {
+                tokio::spawn(Arc::clone(self).run(members, sender(), slot));
+            }
         }
         let answer = tokio::select! {
             answer = &mut answer => answer,
@@ -205,8 +213,27 @@ impl Batcher {
         answer.unwrap_or_else(|_| Err(Error::internal("batch ended without answering")))
     }
 
+    /// What a request that just joined the queue does next. Without a running dispatcher the
+    /// queue held nothing live before it, so when it is due at once (no delay, or a full batch
+    /// on its own) and a slot is free, it is a batch of one: it runs in the request's own task,
+    /// with no dispatcher or batch task to start and nobody else's rows to abort if the client
+    /// leaves.
+    fn after_push(&self, state: &mut State) -> Next {
+        if state.dispatching {
+            return Next::Notify;
+        }
+        if let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned()
+            && let Decision::Dispatch(members) = state.queue.next(Instant::now())
+        {
+            return Next::Run(members, slot);
+        }
+        state.dispatching = true;
+        Next::StartDispatcher
+    }
+
     /// Forms batches while requests are queued, one per free in-flight slot.
     async fn dispatch(self: Arc<Self>, sender: Arc<dyn Sender>) {
+        let mut timer: Option<(Instant, JoinHandle<()>)> = None;
         loop {
             let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else {
                 return;
@@ -228,9 +255,14 @@ impl Batcher {
                         break;
                     }
                     Decision::WaitUntil(at) => {
+                        // Kept across wake-ups: an arrival rarely moves the deadline.
+                        let mut wake = match timer.take() {
+                            Some((deadline, handle)) if deadline == at => handle,
+                            _ => precise_sleep(at),
+                        };
                         tokio::select! {
-                            () = self.arrived.notified() => {}
-                            () = tokio::time::sleep_until(at.into()) => {}
+                            () = self.arrived.notified() => timer = Some((at, wake)),
+                            _ = &mut wake => {}
                         }
                     }
                 }
@@ -316,6 +348,27 @@ impl Batcher {
             queue_delay,
         }
     }
+}
+
+/// What a request does after joining the queue (see [`Batcher::after_push`]).
+enum Next {
+    Notify,
+    StartDispatcher,
+    /// Due at once with a free slot: the batch runs without a dispatcher (in the request's own
+    /// task when it is the only member).
+    Run(Vec<Pending>, OwnedSemaphorePermit),
+}
+
+/// Completes at `at`, within tens of microseconds. tokio's timers tick in whole milliseconds
+/// and round up, which turns a 2 ms queue delay into 3 to 4 ms; a blocking-pool thread's
+/// `sleep` is as precise as the kernel's timer slack (50 µs). Started once per deadline.
+fn precise_sleep(at: Instant) -> JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        let now = Instant::now();
+        if at > now {
+            std::thread::sleep(at - now);
+        }
+    })
 }
 
 /// The headers every member sent with the same values: a batch speaks for all of them, so
