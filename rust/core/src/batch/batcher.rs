@@ -125,6 +125,9 @@ pub struct Batcher {
     state: Mutex<State>,
     arrived: Notify,
     slots: Arc<Semaphore>,
+    /// How late the dispatcher resumes after a timer (thread and CPU wake-ups): timers are
+    /// set that much early, so a batch goes out when its delay is up, not after.
+    wake_latency: WakeLatency,
     stats: Stats,
 }
 
@@ -140,6 +143,7 @@ impl Batcher {
                 dispatching: false,
             }),
             arrived: Notify::new(),
+            wake_latency: WakeLatency::default(),
             stats: Stats::default(),
         }
     }
@@ -239,9 +243,11 @@ impl Batcher {
                 return;
             };
             loop {
+                // Decided as of when a wake-up set now would take effect.
+                let early = self.wake_latency.get();
                 let decision = {
                     let mut state = self.state();
-                    let decision = state.queue.next(Instant::now());
+                    let decision = state.queue.next(Instant::now() + early);
                     if matches!(decision, Decision::Idle) {
                         state.dispatching = false;
                     }
@@ -255,14 +261,15 @@ impl Batcher {
                         break;
                     }
                     Decision::WaitUntil(at) => {
+                        let wake_at = at.checked_sub(early).unwrap_or(at);
                         // Kept across wake-ups: an arrival rarely moves the deadline.
                         let mut wake = match timer.take() {
-                            Some((deadline, handle)) if deadline == at => handle,
-                            _ => precise_sleep(at),
+                            Some((deadline, handle)) if deadline == wake_at => handle,
+                            _ => precise_sleep(wake_at),
                         };
                         tokio::select! {
-                            () = self.arrived.notified() => timer = Some((at, wake)),
-                            _ = &mut wake => {}
+                            () = self.arrived.notified() => timer = Some((wake_at, wake)),
+                            _ = &mut wake => self.wake_latency.record(wake_at.elapsed()),
                         }
                     }
                 }
@@ -357,6 +364,26 @@ enum Next {
     /// Due at once with a free slot: the batch runs without a dispatcher (in the request's own
     /// task when it is the only member).
     Run(Vec<Pending>, OwnedSemaphorePermit),
+}
+
+/// A moving average of timer lateness, capped at [`WakeLatency::MAX`].
+#[derive(Debug, Default)]
+struct WakeLatency(AtomicU64);
+
+impl WakeLatency {
+    const MAX: Duration = Duration::from_millis(1);
+
+    fn get(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+
+    fn record(&self, late: Duration) {
+        let late = late.min(Self::MAX).as_nanos() as f64;
+        let mean = self.0.load(Ordering::Relaxed) as f64;
+        // Only the dispatcher records: a plain load and store cannot lose an update.
+        self.0
+            .store((mean + 0.2 * (late - mean)) as u64, Ordering::Relaxed);
+    }
 }
 
 /// Completes at `at`, within tens of microseconds. tokio's timers tick in whole milliseconds
