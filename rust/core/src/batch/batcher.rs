@@ -200,6 +200,8 @@ impl Batcher {
             }
         }
         let answer = tokio::select! {
+            // An answer already there (a batch run in this task) needs no timer.
+            biased;
             answer = &mut answer => answer,
             () = tokio::time::sleep(self.queue_timeout) => {
                 if ticket.advance(WITHDRAWN) {
@@ -286,7 +288,7 @@ impl Batcher {
     ) {
         let sent = Instant::now();
         // Members that timed out or left while the batch formed stay out of it.
-        let members: Vec<Pending> = members
+        let mut members: Vec<Pending> = members
             .into_iter()
             .filter(|m| !m.reply.is_closed() && m.ticket.advance(TAKEN))
             .collect();
@@ -295,7 +297,7 @@ impl Batcher {
         }
         let rows: Vec<usize> = members.iter().map(|m| m.rows).collect();
         self.observe(&members, &rows, sent);
-        let result = Self::send(&members, &rows, sender).await;
+        let result = Self::send(&mut members, &rows, sender).await;
         let upstream = sent.elapsed();
         match result {
             Ok(pieces) => {
@@ -313,14 +315,19 @@ impl Batcher {
         }
     }
 
+    /// Sends the members' requests as one (taking them: only the replies are needed after).
     async fn send(
-        members: &[Pending],
+        members: &mut [Pending],
         rows: &[usize],
         sender: Arc<dyn Sender>,
     ) -> Result<Vec<InferResponse>> {
-        let requests: Vec<&InferRequest> = members.iter().map(|m| &m.request).collect();
-        let request = merge::merge(&requests)?;
-        let response = sender.send(request, common_headers(members)).await?;
+        let headers = common_headers(members);
+        let requests = members
+            .iter_mut()
+            .map(|m| std::mem::take(&mut m.request))
+            .collect();
+        let request = merge::merge(requests)?;
+        let response = sender.send(request, headers).await?;
         if members.len() == 1 {
             Ok(vec![response])
         } else {
@@ -400,10 +407,13 @@ fn precise_sleep(at: Instant) -> JoinHandle<()> {
 
 /// The headers every member sent with the same values: a batch speaks for all of them, so
 /// one client's request id or credentials do not go out on another's rows.
-fn common_headers(members: &[Pending]) -> HeaderMap {
-    let Some((first, rest)) = members.split_first() else {
+fn common_headers(members: &mut [Pending]) -> HeaderMap {
+    let Some((first, rest)) = members.split_first_mut() else {
         return HeaderMap::new();
     };
+    if rest.is_empty() {
+        return std::mem::take(&mut first.headers);
+    }
     let mut headers = HeaderMap::with_capacity(first.headers.len());
     for (name, value) in &first.headers {
         if rest

@@ -99,17 +99,18 @@ fn without(parameters: &Parameters, key: &str) -> Parameters {
 /// One request carrying every member's rows, in order. Members must share a [`Key::Batch`].
 /// It asks for the union of the members' requested outputs (all of them when any member asks
 /// for all), without binary flags: each member's own answer is encoded for it later.
-pub fn merge(members: &[&InferRequest]) -> Result<InferRequest> {
-    let [first, ..] = members else {
-        return Err(Error::internal("merge of no requests"));
-    };
-    if let [only] = members {
-        return Ok(InferRequest {
-            parameters: without(&only.parameters, BINARY_OUTPUT),
-            outputs: union_outputs(members),
-            ..(*only).clone()
-        });
+pub fn merge(mut members: Vec<InferRequest>) -> Result<InferRequest> {
+    let outputs = union_outputs(&members);
+    if members.len() == 1
+        && let Some(mut only) = members.pop()
+    {
+        only.parameters.shift_remove(BINARY_OUTPUT);
+        only.outputs = outputs;
+        return Ok(only);
     }
+    let first = members
+        .first()
+        .ok_or_else(|| Error::internal("merge of no requests"))?;
     let inputs = first
         .inputs
         .iter()
@@ -135,11 +136,11 @@ pub fn merge(members: &[&InferRequest]) -> Result<InferRequest> {
         id: None,
         parameters: without(&first.parameters, BINARY_OUTPUT),
         inputs,
-        outputs: union_outputs(members),
+        outputs,
     })
 }
 
-fn union_outputs(members: &[&InferRequest]) -> Vec<RequestedOutput> {
+fn union_outputs(members: &[InferRequest]) -> Vec<RequestedOutput> {
     if members.iter().any(|m| m.outputs.is_empty()) {
         return Vec::new();
     }
@@ -250,7 +251,7 @@ mod tests {
     #[test]
     fn merges_and_splits_back_in_order() {
         let (a, b) = (request(1, 0.0), request(2, 10.0));
-        let merged = merge(&[&a, &b]).unwrap();
+        let merged = merge(vec![a.clone(), b.clone()]).unwrap();
         assert_eq!(merged.inputs[0].shape(), &[3, 2]);
         let response = InferResponse {
             model_name: "m".into(),
@@ -281,13 +282,13 @@ mod tests {
         let mut b = request(1, 0.0);
         b.outputs.push(RequestedOutput::new("z"));
         b.outputs.push(RequestedOutput::new("y"));
-        let names: Vec<_> = merge(&[&a, &b])
+        let names: Vec<_> = merge(vec![a.clone(), b])
             .unwrap()
             .outputs
             .into_iter()
             .map(|o| o.name)
             .collect();
         assert_eq!(names, ["y", "z"]);
-        assert!(merge(&[&a, &request(1, 0.0)]).unwrap().outputs.is_empty());
+        assert!(merge(vec![a, request(1, 0.0)]).unwrap().outputs.is_empty());
     }
 }
