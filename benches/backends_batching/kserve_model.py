@@ -23,23 +23,12 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "tests" / "backends"))
 
 import accelerator  # noqa: E402
-from kserve_server import GRACE_SECONDS, respond, rows_of  # noqa: E402
+from kserve_server import GRACE_SECONDS, SumModel, respond, rows_of  # noqa: E402
 
 
-class AcceleratorModel(Model):  # type: ignore[misc]  # kserve is untyped
-    """Row sums on the simulated accelerator (sync predict: it blocks the event loop)."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.ready = True
-
-    def get_input_types(self) -> list[dict[str, Any]]:
-        """V2 metadata of the input."""
-        return [{"name": "x", "datatype": "FP32", "shape": [-1, -1]}]
-
-    def get_output_types(self) -> list[dict[str, Any]]:
-        """V2 metadata of the output."""
-        return [{"name": "sum", "datatype": "FP32", "shape": [-1]}]
+class AcceleratorModel(SumModel):
+    """The test suite's row-sum model, computed on the simulated accelerator in a *sync*
+    predict (it blocks the event loop like a synchronous device call)."""
 
     def predict(self, payload: InferRequest, headers: Any = None) -> Any:
         """The accelerator's row sums of input 0."""
