@@ -426,8 +426,8 @@ fn common_headers(members: &mut [Pending]) -> HeaderMap {
     headers
 }
 
-/// A batcher per model name and version.
-type ByModel = HashMap<(String, Option<String>), Arc<Batcher>>;
+/// A batcher per model name, then per version (a short list: looked up without allocating).
+type ByModel = HashMap<String, Vec<(Option<String>, Arc<Batcher>)>>;
 
 /// The batchers of one route, one per model name and version it serves (a wildcard route
 /// serves many), created on first use.
@@ -450,11 +450,17 @@ impl Batchers {
             .by_model
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = (model.to_owned(), version.map(str::to_owned));
-        Arc::clone(
-            all.entry(key)
-                .or_insert_with(|| Arc::new(Batcher::new(model, self.policy.clone()))),
-        )
+        let found = all
+            .get(model)
+            .and_then(|versions| versions.iter().find(|(v, _)| v.as_deref() == version));
+        if let Some((_, batcher)) = found {
+            return Arc::clone(batcher);
+        }
+        let batcher = Arc::new(Batcher::new(model, self.policy.clone()));
+        all.entry(model.to_owned())
+            .or_default()
+            .push((version.map(str::to_owned), Arc::clone(&batcher)));
+        batcher
     }
 
     pub fn stats(&self) -> Vec<BatcherStats> {
@@ -462,7 +468,7 @@ impl Batchers {
             .by_model
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        all.values().map(|b| b.stats()).collect()
+        all.values().flatten().map(|(_, b)| b.stats()).collect()
     }
 }
 
