@@ -588,6 +588,11 @@ def test_bad_inputs_are_refused_clearly(batcher_factory: Callable[..., Batcher])
         b.submit_sync({})
     with pytest.raises(ValueError, match="max_batch_size"):
         Batcher(lambda inputs: inputs, max_batch_size=0)
+    # Deadlines past what a clock can hold are refused, not overflowed later.
+    with pytest.raises(ValueError, match="at most"):
+        Batcher(lambda inputs: inputs, max_queue_delay_ms=1e13)
+    with pytest.raises(ValueError, match="at most"):
+        Batcher(lambda inputs: inputs, queue_timeout_ms=1e13)
 
 
 def test_submit_sync_on_an_event_loop_is_refused(batcher_factory: Callable[..., Batcher]) -> None:

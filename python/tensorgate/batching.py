@@ -21,6 +21,7 @@ import asyncio
 import functools
 import inspect
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
@@ -251,8 +252,9 @@ class Batcher:
         ``await batcher.aclose()`` instead, which keeps the loop running meanwhile.
         """
         self.close()
+        deadline = None if timeout is None else time.monotonic() + timeout
         for worker in self._workers:
-            worker.join(timeout)
+            worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not any(worker.is_alive() for worker in self._workers)
 
     async def aclose(self) -> None:

@@ -91,6 +91,7 @@ _NETLOC_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):([0-9]+)")
 _INT_RE = re.compile(r"[+-]?[0-9]+")
 _MAX_INT = 2**63 - 1  # every integer ends up in a Rust u64 / usize
 _MAX_SECONDS = 1e9
+_MAX_MS = 1e9  # the core's longest batch queue wait (batch::Policy::MAX_WAIT)
 _WILDCARD = "*"
 _DEFAULT_TIMEOUT_S = 600.0
 
@@ -225,8 +226,14 @@ class BatchingConfig:
             "delay": delay,
             "preferred_batch_sizes": list(self.preferred_batch_sizes),
             "max_queue_size": self.max_queue_size,
+            # The model's timeout can exceed the longest queue wait the core accepts.
             "queue_timeout_ms": max(
-                1, round(queue_timeout_ms if queue_timeout_ms is not None else timeout_s * 1000)
+                1,
+                round(
+                    queue_timeout_ms
+                    if queue_timeout_ms is not None
+                    else min(timeout_s * 1000, _MAX_MS)
+                ),
             ),
             "max_inflight_batches": self.max_inflight_batches,
         }
@@ -635,9 +642,6 @@ def _parse_metadata(value: object, ctx: _Ctx) -> ModelMetadata:
         inputs=_parse_tensors(data.get("inputs", []), ctx.at("inputs")),
         outputs=_parse_tensors(data.get("outputs", []), ctx.at("outputs")),
     )
-
-
-_MAX_MS = 1e9
 
 
 def _as_ms(value: object, ctx: _Ctx, *, allow_zero: bool) -> float:

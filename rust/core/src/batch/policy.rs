@@ -30,8 +30,22 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The longest delay, latency target or queue timeout (about 11.6 days): deadlines are
+    /// `Instant`s, which cannot be pushed arbitrarily far.
+    pub const MAX_WAIT: Duration = Duration::from_secs(1_000_000);
+
     /// Checks the settings against each other, sorting the preferred sizes.
     pub fn validated(mut self) -> Result<Self> {
+        let delay = match self.delay {
+            Delay::Fixed(delay) => delay,
+            Delay::Auto { target_latency } => target_latency,
+        };
+        if delay.max(self.queue_timeout) > Self::MAX_WAIT {
+            return Err(Error::bad_request(format!(
+                "queue delays, latency targets and queue timeouts must be at most {} ms",
+                Self::MAX_WAIT.as_millis()
+            )));
+        }
         if self.max_batch_size == 0 || self.max_queue_size == 0 || self.max_inflight_batches == 0 {
             return Err(Error::bad_request(
                 "max_batch_size, max_queue_size and max_inflight_batches must be at least 1",
@@ -50,5 +64,41 @@ impl Policy {
             )));
         }
         Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(delay: Delay, queue_timeout: Duration) -> Policy {
+        Policy {
+            max_batch_size: 8,
+            delay,
+            preferred_batch_sizes: vec![8, 2, 2],
+            max_queue_size: 16,
+            queue_timeout,
+            max_inflight_batches: 1,
+        }
+    }
+
+    #[test]
+    fn waits_beyond_the_maximum_are_refused_not_overflowed() {
+        let second = Duration::from_secs(1);
+        let ok = policy(Delay::Fixed(second), Policy::MAX_WAIT).validated();
+        assert_eq!(ok.map(|p| p.preferred_batch_sizes), Ok(vec![2, 8]));
+        let huge = Duration::from_secs(u64::MAX);
+        for bad in [
+            policy(Delay::Fixed(huge), second),
+            policy(
+                Delay::Auto {
+                    target_latency: huge,
+                },
+                second,
+            ),
+            policy(Delay::Fixed(second), huge),
+        ] {
+            assert!(bad.validated().is_err());
+        }
     }
 }

@@ -81,6 +81,14 @@ impl<T: Member> Queue<T> {
         self.members.is_empty()
     }
 
+    /// When the oldest member still waiting arrived.
+    pub fn oldest(&self) -> Option<Instant> {
+        self.members
+            .iter()
+            .find(|m| !m.is_gone())
+            .map(Member::enqueued)
+    }
+
     /// Adds a member, unless `max_queue_size` members are already waiting.
     pub fn push(&mut self, member: T, now: Instant) -> Result<(), Full<T>> {
         if self.members.len() >= self.policy.max_queue_size {

@@ -155,9 +155,6 @@ struct State {
     workers: Vec<Wait>,
     /// A worker was notified to look at the queue by then, and none has looked yet.
     notified: Option<Instant>,
-    /// Arrival times of queued requests, for queue-timeout wakeups; entries of requests that
-    /// already left only cause an early wakeup. Kept only with a queue timeout.
-    arrivals: VecDeque<Instant>,
     /// Smoothed time the function takes per batch.
     cost: Option<Duration>,
     /// Rows queued (an overestimate once requests gave up; reset when the queue empties).
@@ -248,10 +245,7 @@ impl Shared {
                 state.not_due_before = None;
             }
             Decision::WaitUntil(at) => state.not_due_before = Some(*at),
-            Decision::Idle => {
-                state.arrivals.clear();
-                state.not_due_before = None;
-            }
+            Decision::Idle => state.not_due_before = None,
         }
         if state.queue.is_empty() {
             state.rows_waiting = 0;
@@ -316,26 +310,20 @@ impl Shared {
                     "the batcher is closed".to_owned(),
                 ))
             } else if let Err(Full(item)) = state.queue.push(item, now) {
+                let max_queue_size = state.queue.policy().max_queue_size;
                 drop(state);
                 drop(item);
                 Some((
                     self.errors.queue_full.bind(py),
                     format!(
-                        "the batch queue is full ({} requests waiting, max_queue_size); retry later",
-                        self.max_queue_size()
+                        "the batch queue is full ({max_queue_size} requests waiting, \
+                         max_queue_size); retry later"
                     ),
                 ))
             } else {
-                if let Some(timeout) = self.queue_timeout {
-                    state.arrivals.push_back(now);
-                    // The oldest arrival times out first.
-                    if let Some(at) = state
-                        .arrivals
-                        .front()
-                        .and_then(|&first| first.checked_add(timeout))
-                    {
-                        self.wake_by(&mut state, at);
-                    }
+                // The oldest request times out first.
+                if let Some(at) = self.expiry(&state) {
+                    self.wake_by(&mut state, at);
                 }
                 state.rows_waiting += rows;
                 None
@@ -348,8 +336,10 @@ impl Shared {
         Ok(())
     }
 
-    fn max_queue_size(&self) -> usize {
-        self.lock().queue.policy().max_queue_size
+    /// When the oldest waiting request times out, with a queue timeout set.
+    fn expiry(&self, state: &State) -> Option<Instant> {
+        let timeout = self.queue_timeout?;
+        state.queue.oldest()?.checked_add(timeout)
     }
 
     /// Whether a batch formed `here` runs here rather than on a worker.
@@ -512,30 +502,15 @@ impl Shared {
                 return Job::Run(items);
             }
             let now = Instant::now();
-            let mut wake = None;
-            if let Some(timeout) = self.queue_timeout {
-                let mut overdue = false;
-                while state
-                    .arrivals
-                    .front()
-                    .is_some_and(|&at| now.saturating_duration_since(at) >= timeout)
-                {
-                    state.arrivals.pop_front();
-                    overdue = true;
+            if self.expiry(&state).is_some_and(|at| at <= now) {
+                let expired = state.queue.expired(now);
+                let rows: usize = expired.iter().map(|item| item.rows).sum();
+                state.rows_waiting = state.rows_waiting.saturating_sub(rows);
+                if !expired.is_empty() {
+                    return Job::Expire(expired);
                 }
-                if overdue {
-                    let expired = state.queue.expired(now);
-                    let rows: usize = expired.iter().map(|item| item.rows).sum();
-                    state.rows_waiting = state.rows_waiting.saturating_sub(rows);
-                    if !expired.is_empty() {
-                        return Job::Expire(expired);
-                    }
-                }
-                wake = state
-                    .arrivals
-                    .front()
-                    .and_then(|&at| at.checked_add(timeout));
             }
+            let mut wake = self.expiry(&state);
             if state.inflight < self.max_inflight {
                 match self.decide(&mut state, now) {
                     Decision::Dispatch(items) => {
@@ -720,7 +695,7 @@ impl PyBatcher {
             preferred_batch_sizes,
             max_queue_size,
             // The queue's own timeout rule is only applied by the workers, when one is set.
-            queue_timeout: queue_timeout.unwrap_or(Duration::MAX),
+            queue_timeout: queue_timeout.unwrap_or(Policy::MAX_WAIT),
             max_inflight_batches,
         }
         .validated()
@@ -744,7 +719,6 @@ impl PyBatcher {
                     handoff: VecDeque::new(),
                     workers: Vec::new(),
                     notified: None,
-                    arrivals: VecDeque::new(),
                     cost: None,
                     rows_waiting: 0,
                     not_due_before: None,
