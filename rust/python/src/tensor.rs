@@ -5,6 +5,7 @@ use bytes::Bytes;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use tensorgate_core::tensor::bytes_elements;
 use tensorgate_core::{DataType, Limits, Tensor as CoreTensor};
@@ -24,8 +25,29 @@ pub struct Tensor {
     pub inner: CoreTensor,
 }
 
-fn numpy_helpers(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
-    py.import("tensorgate._numpy")
+fn numpy_helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    static HELPERS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    HELPERS
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("tensorgate._numpy")?.unbind())
+        })
+        .map(|helpers| helpers.bind(py))
+}
+
+/// A read-only numpy view of a core tensor's data, zero-copy for every fixed-size datatype
+/// (BF16 needs `ml_dtypes`); BYTES gives an object array of `bytes`.
+pub(crate) fn numpy_view<'py>(py: Python<'py>, tensor: &CoreTensor) -> PyResult<Bound<'py, PyAny>> {
+    let helpers = numpy_helpers(py)?;
+    let shape = PyTuple::new(py, tensor.shape())?;
+    if tensor.datatype() == DataType::Bytes {
+        let elements = PyList::empty(py);
+        for element in tensor.bytes_elements() {
+            elements.append(PyBytes::new(py, &element))?;
+        }
+        return helpers.call_method1("bytes_array", (elements, shape));
+    }
+    let raw = Buffer::new(tensor.data().clone());
+    helpers.call_method1("view", (raw, tensor.datatype().as_str(), shape))
 }
 
 #[pymethods]
@@ -55,7 +77,7 @@ impl Tensor {
     /// from the array's dtype unless given.
     #[staticmethod]
     #[pyo3(signature = (name, array, datatype = None))]
-    fn from_numpy(
+    pub(crate) fn from_numpy(
         py: Python<'_>,
         name: String,
         array: &Bound<'_, PyAny>,
@@ -100,16 +122,7 @@ impl Tensor {
     /// A read-only numpy view of the data, zero-copy for every fixed-size datatype (BF16 needs
     /// `ml_dtypes`); BYTES gives an object array of `bytes`.
     fn numpy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let helpers = numpy_helpers(py)?;
-        let shape = PyTuple::new(py, self.inner.shape())?;
-        if self.inner.datatype() == DataType::Bytes {
-            let elements = PyList::empty(py);
-            for element in self.inner.bytes_elements() {
-                elements.append(PyBytes::new(py, &element))?;
-            }
-            return helpers.call_method1("bytes_array", (elements, shape));
-        }
-        helpers.call_method1("view", (self.raw(), self.datatype(), shape))
+        numpy_view(py, &self.inner)
     }
 
     fn __len__(&self) -> usize {

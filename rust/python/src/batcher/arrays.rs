@@ -1,19 +1,18 @@
 //! numpy arrays in and out: a caller's inputs read into core tensors (one copy, through the
-//! buffer protocol), the batch handed to the function as read-only views, and the function's
-//! answer split back into per-caller views.
+//! buffer protocol) and the function's answer split back into per-caller views (the batch
+//! goes to the function as views from `crate::tensor::numpy_view`).
 
 use std::ffi::CStr;
 
 use pyo3::buffer::{ElementType, PyUntypedBuffer};
 use pyo3::exceptions::{PyTypeError, PyValueError};
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PySlice, PyString, PyTuple, PyType};
+use pyo3::types::{PyDict, PySlice, PyString, PyType};
 use tensorgate_core::{DataType, Limits, Tensor as CoreTensor};
 
 use super::{Column, Errors};
-use crate::buffer::{Buffer, copy_contiguous};
+use crate::buffer::copy_contiguous;
 use crate::error::to_py;
 use crate::tensor::Tensor;
 
@@ -25,22 +24,6 @@ fn ndarray_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
 fn numpy_asarray(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     static ASARRAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     ASARRAY.import(py, "numpy", "asarray")
-}
-
-/// A read-only numpy view of a core tensor (zero-copy; BYTES: an object array).
-pub(super) fn tensor_array<'py>(
-    py: Python<'py>,
-    tensor: CoreTensor,
-) -> PyResult<Bound<'py, PyAny>> {
-    static VIEW: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    if tensor.datatype() == DataType::Bytes {
-        return Bound::new(py, Tensor { inner: tensor })?.call_method0(intern!(py, "numpy"));
-    }
-    let shape = PyTuple::new(py, tensor.shape())?;
-    let datatype = tensor.datatype().as_str();
-    let buffer = Buffer::new(tensor.data().clone());
-    VIEW.import(py, "tensorgate._numpy", "view")?
-        .call1((buffer, datatype, shape))
 }
 
 /// The V2 datatype of a native little-endian buffer format, for the fast path.
@@ -84,17 +67,15 @@ fn tensor_of(py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> PyResult<C
         drop(buffer);
         return CoreTensor::new(name, datatype, shape, data, &Limits::UNLIMITED).map_err(to_py);
     }
-    let tensor = py
-        .get_type::<Tensor>()
-        .call_method1(intern!(py, "from_numpy"), (name, value))
+    Tensor::from_numpy(py, name.to_owned(), value, None)
+        .map(|tensor| tensor.inner)
         .map_err(|e| {
             if e.is_instance_of::<PyTypeError>(py) {
                 PyTypeError::new_err(format!("input '{name}': {}", e.value(py)))
             } else {
                 e
             }
-        })?;
-    Ok(tensor.cast::<Tensor>()?.get().inner.clone())
+        })
 }
 
 /// The caller's inputs: sorted columns, tensors and rows.

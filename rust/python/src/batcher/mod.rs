@@ -34,11 +34,12 @@ use tensorgate_core::batch::{self, Decision, Delay, Full, Member, Policy, Queue}
 use tensorgate_core::{DataType, Tensor as CoreTensor};
 
 use crate::error::to_py;
+use crate::tensor::numpy_view;
 
 mod arrays;
 mod awaitable;
 
-use arrays::{read_inputs, split_outputs, tensor_array};
+use arrays::{read_inputs, split_outputs};
 use awaitable::resolve;
 pub use awaitable::{Resolver, Ticket};
 
@@ -418,7 +419,7 @@ impl Shared {
             let inputs = PyDict::new(py);
             for tensor in merged {
                 let name = PyString::new(py, &tensor.name);
-                inputs.set_item(name, tensor_array(py, tensor)?)?;
+                inputs.set_item(name, numpy_view(py, &tensor)?)?;
             }
             Ok(inputs)
         });
