@@ -224,6 +224,21 @@ fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     GET.import(py, "asyncio", "_get_running_loop")?.call0()
 }
 
+/// Hands every waiter the same error.
+fn fail_all(
+    py: Python<'_>,
+    waiters: Vec<(Waiter, Arc<AtomicBool>)>,
+    error: &PyErr,
+    here: Here<'_, '_>,
+) {
+    resolve(
+        py,
+        waiters,
+        std::iter::repeat_with(|| Err(error.clone_ref(py))),
+        here,
+    );
+}
+
 /// The members of a batch once their inputs were taken: who waits and how many rows each sent.
 #[derive(Debug)]
 struct Members {
@@ -467,15 +482,9 @@ impl Shared {
     ) {
         let shares = outputs
             .and_then(|outputs| split_outputs(py, &self.errors, outputs.bind(py), &members.rows));
-        let count = members.waiters.len();
         match shares {
             Ok(shares) => resolve(py, members.waiters, shares.into_iter().map(Ok), here),
-            Err(error) => resolve(
-                py,
-                members.waiters,
-                (0..count).map(|_| Err(error.clone_ref(py))),
-                here,
-            ),
+            Err(error) => fail_all(py, members.waiters, &error, here),
         }
         let mut state = self.lock();
         state.inflight -= 1;
@@ -832,13 +841,7 @@ impl PyBatcher {
                         .into_iter()
                         .map(|item| (item.waiter, item.gone))
                         .collect::<Vec<_>>();
-                    let count = waiters.len();
-                    resolve(
-                        py,
-                        waiters,
-                        (0..count).map(|_| Err(error.clone_ref(py))),
-                        Here::Worker,
-                    );
+                    fail_all(py, waiters, &error, Here::Worker);
                 }
                 Job::Stop => return,
             }
