@@ -345,6 +345,10 @@ def test_oversize_body_is_413(client: httpx.Client) -> None:
     chunked = client.post("/v2/models/small/infer", content=chunks())
     assert chunked.status_code == 413, chunked.text
     assert error_of(chunked)
+    # The rest of an unread body would be taken for the next request: the gateway says it
+    # closes the connection, so the client does not reuse it.
+    assert declared.headers["connection"] == "close"
+    assert chunked.headers["connection"] == "close"
     # A body under the limit on the same route goes through.
     assert client.post("/v2/models/small/infer", json=v2_body(ROWS)).status_code == 200
 

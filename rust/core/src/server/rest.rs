@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::request::Parts;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
@@ -33,11 +33,14 @@ struct Exchange<'p> {
     protocol: Option<Protocol>,
     bytes_in: usize,
     upstream: Option<Duration>,
+    /// The request body was read to its end.
+    body_read: bool,
 }
 
 pub async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Chunks> {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
+    let has_body = !hyper::body::Body::is_end_stream(&body);
     let request_id = request_id(&parts.headers);
     let mut exchange = Exchange::default();
     let endpoint = paths::parse(&parts.method, parts.uri.path());
@@ -54,6 +57,13 @@ pub async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Chu
     response
         .headers_mut()
         .insert(REQUEST_ID, request_id.clone());
+    if has_body && !exchange.body_read && parts.version <= Version::HTTP_11 {
+        // hyper closes a connection whose request body was left unread (a 413, an unknown
+        // model), but does not say so: a client would reuse it and see a reset.
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     let status = response.status().as_u16();
     if let (Some(model), Some(protocol)) = (exchange.model, exchange.protocol) {
         let observation = Observation {
@@ -199,6 +209,7 @@ async fn infer(
     let _admission = route.admit()?;
     let header_length = header_length(parts)?;
     let body = read_body(parts, body, route, shared.client_timeout).await?;
+    exchange.body_read = true;
     exchange.bytes_in = body.len();
     let call = shared.call(
         route,
