@@ -96,11 +96,15 @@ type EncodedBody<'py> = (Bound<'py, PyBytes>, Option<usize>);
 
 /// The body as one `bytes`, copied once from the JSON header and the tensors.
 fn encoded<'py>(py: Python<'py>, encoded: &Encoded) -> PyResult<EncodedBody<'py>> {
+    let Some(chunks) = &encoded.binary else {
+        // JSON alone: one copy, without the zero-filling of `new_with`.
+        return Ok((PyBytes::new(py, &encoded.json), None));
+    };
     let body = PyBytes::new_with(py, encoded.len(), |buffer| {
         let (json, rest) = buffer.split_at_mut(encoded.json.len());
         json.copy_from_slice(&encoded.json);
         let mut rest = rest;
-        for chunk in encoded.binary.iter().flatten() {
+        for chunk in chunks {
             let (head, tail) = rest.split_at_mut(chunk.len());
             head.copy_from_slice(chunk);
             rest = tail;

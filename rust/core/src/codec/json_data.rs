@@ -196,12 +196,19 @@ const POW10: [f64; 23] = [
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
+/// The f64 nearest to each negative power of ten, 10^-0 to 10^-22.
+const NEG_POW10: [f64; 23] = [
+    1e-0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12, 1e-13, 1e-14,
+    1e-15, 1e-16, 1e-17, 1e-18, 1e-19, 1e-20, 1e-21, 1e-22,
+];
+
 /// Clinger's fast path through f64, for FP32 text of at most 19 digits and a decimal exponent
-/// within ±22: the mantissa and the power of ten are exact in f64, so one multiplication or
-/// division gives the correctly rounded f64. Rounding that to f32 rounds twice, which differs
-/// from rounding once only when the f64 lies exactly on a midpoint between two f32s (an f64 can
-/// hold the midpoint, so nothing lies between it and the true value); midpoints are left to
-/// fast-float. Shortest-form FP32 text (8 or 9 digits) misses fast-float's own f32 fast path.
+/// within ±22. The mantissa and 10^k are exact in f64, so `mantissa * 10^k` is the correctly
+/// rounded f64; for 10^-k, multiplying by the nearest f64 of 10^-k (a division was a quarter of
+/// the parse) lands within 2 f64 ulps of the true value. Rounding that f64 to f32 gives the
+/// correctly rounded f32 unless an f32 rounding boundary (a midpoint between two f32s, which an
+/// f64 can hold exactly) lies within those ulps: such values are left to fast-float.
+/// Shortest-form FP32 text (8 or 9 digits) misses fast-float's own f32 fast path.
 fn fast_f32(text: &[u8]) -> Option<(f32, usize)> {
     let negative = text.first() == Some(&b'-');
     let mut i = usize::from(negative);
@@ -261,15 +268,16 @@ fn fast_f32(text: &[u8]) -> Option<(f32, usize)> {
     if mantissa > 1 << 53 {
         return None;
     }
-    let power = *POW10.get(usize::try_from(exponent.unsigned_abs()).ok()?)?;
+    let power = usize::try_from(exponent.unsigned_abs()).ok()?;
     #[allow(clippy::cast_precision_loss)] // mantissa <= 2^53 is exact in f64
     let wide = if exponent >= 0 {
-        mantissa as f64 * power
+        mantissa as f64 * *POW10.get(power)?
     } else {
-        mantissa as f64 / power
+        mantissa as f64 * *NEG_POW10.get(power)?
     };
-    // Below f32's 24 bits an f64 keeps 29 more: exactly 1 then zeros is a midpoint.
-    if wide.to_bits() & ((1 << 29) - 1) == 1 << 28 {
+    // Below f32's 24 bits an f64 keeps 29 more: a midpoint is exactly 1 then zeros there.
+    let below = i64::try_from(wide.to_bits() & ((1 << 29) - 1)).ok()?;
+    if (below - (1 << 28)).abs() <= 2 {
         return None;
     }
     #[allow(clippy::cast_possible_truncation)] // the rounding to f32 is the point
@@ -424,9 +432,11 @@ mod tests {
     }
 
     fn same(text: &str) {
-        if let Some((value, used)) = fast_f32(text.as_bytes()) {
-            assert_eq!(used, text.len(), "{text}");
-            assert_eq!(value.to_bits(), reference(text).to_bits(), "{text}");
+        for whole in [text.to_owned(), format!("{text},12345678]")] {
+            if let Some((value, used)) = fast_f32(whole.as_bytes()) {
+                assert_eq!(used, text.len(), "{whole}");
+                assert_eq!(value.to_bits(), reference(text).to_bits(), "{whole}");
+            }
         }
     }
 
@@ -471,6 +481,14 @@ mod tests {
             if point < digits.len() {
                 same(&format!("{sign}{}.{}", &digits[..point], &digits[point..]));
             }
+        }
+
+        #[test]
+        fn text_near_f32_midpoints_matches_fast_float(x in 1e-6f32..1e6, digits in 9usize..=16) {
+            // Decimal text within a few f64 ulps of the point where f32 rounding flips.
+            let next = f32::from_bits(x.to_bits() + 1);
+            let midpoint = (f64::from(x) + f64::from(next)) / 2.0;
+            same(&format!("{:.*e}", digits - 1, midpoint));
         }
 
         #[test]
