@@ -1,12 +1,15 @@
 //! HTTP bodies made of several buffers. An encoded V2 body is a JSON header plus the tensors'
-//! own buffers; sending those as frames, one each, avoids concatenating them into a copy.
+//! own buffers; sending those as frames, one each, avoids concatenating them into a copy. A body
+//! read from the network is kept in the chunks it arrived in, so one that is forwarded unchanged
+//! is never concatenated either.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Frame, SizeHint};
 
 use crate::codec::Encoded;
@@ -39,6 +42,53 @@ impl From<Encoded> for Chunks {
     }
 }
 
+impl Chunks {
+    /// Reads a whole body, refusing it (with `Limited`'s `LengthLimitError`) past `max` bytes.
+    pub async fn read<B>(body: B, max: usize) -> Result<Self, BoxError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let mut body = std::pin::pin!(Limited::new(body, max));
+        let mut chunks = VecDeque::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data()
+                && !data.is_empty()
+            {
+                chunks.push_back(data);
+            }
+        }
+        Ok(Self(chunks))
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(Bytes::is_empty)
+    }
+
+    /// The body as one buffer, for the decoders: concatenated only if it came in pieces.
+    pub fn to_bytes(&self) -> Bytes {
+        match self.0.len() {
+            0 => Bytes::new(),
+            1 => self.0[0].clone(),
+            _ => {
+                let mut whole = BytesMut::with_capacity(self.len());
+                for chunk in &self.0 {
+                    whole.extend_from_slice(chunk);
+                }
+                whole.freeze()
+            }
+        }
+    }
+}
+
+/// The error of a body that could not be read.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 impl Body for Chunks {
     type Data = Bytes;
     type Error = Infallible;
@@ -61,9 +111,24 @@ impl Body for Chunks {
 
 #[cfg(test)]
 mod tests {
-    use http_body_util::BodyExt;
+    use http_body_util::{BodyExt, LengthLimitError};
 
     use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_body_is_read_in_its_chunks_up_to_its_limit() {
+        let (head, tail) = (Bytes::from_static(b"{\"x\":"), Bytes::from_static(b"1}"));
+        let body = Chunks(VecDeque::from([head.clone(), Bytes::new(), tail]));
+        let Ok(read) = Chunks::read(body.clone(), 7).await else {
+            panic!("a 7-byte body within a 7-byte limit is read");
+        };
+        assert_eq!(read.0.len(), 2, "empty frames are dropped");
+        assert_eq!(read.0[0].as_ptr(), head.as_ptr(), "chunks are not copied");
+        assert_eq!(read.len(), 7);
+        assert_eq!(read.to_bytes(), Bytes::from_static(b"{\"x\":1}"));
+        let refused = Chunks::read(body, 6).await.err();
+        assert!(refused.is_some_and(|e| e.is::<LengthLimitError>()));
+    }
 
     #[tokio::test(flavor = "current_thread")]
     async fn an_encoded_body_goes_out_in_order_without_a_copy() {

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use http::header::{ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
 
@@ -250,7 +249,7 @@ async fn read_body(
     body: Incoming,
     route: &Route,
     timeout: Duration,
-) -> Result<Bytes> {
+) -> Result<Chunks> {
     let max = route.limits.max_body_bytes;
     let declared = parts
         .headers
@@ -260,7 +259,7 @@ async fn read_body(
     if declared.is_some_and(|length| length > max as u64) {
         return Err(too_large(max));
     }
-    let reading = tokio::time::timeout(timeout, Limited::new(body, max).collect());
+    let reading = tokio::time::timeout(timeout, Chunks::read(body, max));
     let Ok(read) = reading.await else {
         let ms = timeout.as_millis();
         return Err(Error::bad_request(format!(
@@ -268,7 +267,7 @@ async fn read_body(
         )));
     };
     match read {
-        Ok(collected) => Ok(collected.to_bytes()),
+        Ok(chunks) => Ok(chunks),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large(max)),
         Err(error) => Err(Error::bad_request(format!(
             "cannot read the request body: {error}"

@@ -70,8 +70,9 @@ impl Call<'_> {
                         if !reply.is_success() {
                             return Err(reply.to_error());
                         }
-                        self.route.cache_metadata(&key, reply.body.clone());
-                        reply.body
+                        let body = reply.body.to_bytes();
+                        self.route.cache_metadata(&key, body.clone());
+                        body
                     }
                 };
                 let value: Value = serde_json::from_slice(&body).map_err(|e| {

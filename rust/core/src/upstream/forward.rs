@@ -97,7 +97,7 @@ impl RestReply {
             status: reply.status,
             content_type: reply.headers.get(CONTENT_TYPE).cloned(),
             header_length,
-            body: reply.body.into(),
+            body: reply.body,
         }
     }
 }
@@ -129,7 +129,7 @@ impl Call<'_> {
     pub async fn rest(
         &self,
         front: RestFront,
-        body: Bytes,
+        body: rest::Chunks,
         header_length: Option<usize>,
         content_type: Option<HeaderValue>,
     ) -> Result<RestReply> {
@@ -145,9 +145,10 @@ impl Call<'_> {
             if let Some(length) = header_length {
                 headers.insert(HEADER_LENGTH, HeaderValue::from(length));
             }
-            let reply = self.http_call(&path, headers, body.into()).await?;
+            let reply = self.http_call(&path, headers, body).await?;
             return Ok(RestReply::passthrough(reply));
         }
+        let body = body.to_bytes();
         let limits = &self.route.limits;
         match front {
             RestFront::V1Predict => {
@@ -324,8 +325,8 @@ impl Call<'_> {
                 let body = v1::encode_request(&request)?;
                 let path = format!("/v1/models/{model}:predict");
                 let reply = self.http_json(&path, Bytes::from(body).into()).await?;
-                let mut response =
-                    v1::decode_response(&reply.body, &model, limits).map_err(invalid_answer)?;
+                let mut response = v1::decode_response(&reply.body.to_bytes(), &model, limits)
+                    .map_err(invalid_answer)?;
                 response.outputs = self.conform_v1(response.outputs, true).await?;
                 // V1 has no requested outputs: the backend sends all of them.
                 select_outputs(response, &requested, self.model)?
@@ -353,7 +354,8 @@ impl Call<'_> {
                     return Err(reply.to_error());
                 }
                 let header_length = reply.header(HEADER_LENGTH).and_then(|v| v.parse().ok());
-                v2::decode_response(&reply.body, header_length, limits).map_err(invalid_answer)?
+                v2::decode_response(&reply.body.to_bytes(), header_length, limits)
+                    .map_err(invalid_answer)?
             }
             Backend::Grpc { .. } => {
                 let proto = grpc_codec::request_to_proto(&request, &model, self.version);

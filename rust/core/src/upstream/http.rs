@@ -5,10 +5,8 @@ use std::error::Error as StdError;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::uri::Authority;
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Limited};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -92,7 +90,8 @@ impl Endpoint {
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
-    pub body: Bytes,
+    /// As it arrived: forwarded unchanged without concatenating, `to_bytes` for decoding.
+    pub body: Chunks,
 }
 
 impl Reply {
@@ -106,14 +105,14 @@ impl Reply {
 
     /// Whether the body is the V2 error envelope, `{"error": "..."}`.
     pub fn is_error_envelope(&self) -> bool {
-        let parsed: Option<serde_json::Value> = serde_json::from_slice(&self.body).ok();
+        let parsed: Option<serde_json::Value> = serde_json::from_slice(&self.body.to_bytes()).ok();
         parsed.is_some_and(|v| v.get("error").is_some_and(serde_json::Value::is_string))
     }
 
     /// The backend's error as a gateway error: its status kept, its message extracted from
     /// `{"error": ...}` (KServe, MLServer) or `{"detail": ...}` (FastAPI), else the body text.
     pub fn to_error(&self) -> Error {
-        Error::upstream_status(self.status.as_u16(), error_message(&self.body))
+        Error::upstream_status(self.status.as_u16(), error_message(&self.body.to_bytes()))
     }
 }
 
@@ -188,11 +187,9 @@ pub async fn send(
         match sent {
             Ok(response) => {
                 let (parts, body) = response.into_parts();
-                let body = Limited::new(body, max_body)
-                    .collect()
+                let body = Chunks::read(body, max_body)
                     .await
-                    .map_err(|e| body_error(base, max_body, e.as_ref()))?
-                    .to_bytes();
+                    .map_err(|e| body_error(base, max_body, e.as_ref()))?;
                 endpoint.checkin(sender);
                 return Ok(Reply {
                     status: parts.status,
