@@ -283,6 +283,21 @@ def test_response_without_header_length_is_plain_json() -> None:
         assert_same(np.array(entry["data"], dtype=tensor.numpy().dtype), tensor.numpy().reshape(-1))
 
 
+@pytest.mark.parametrize("name", ["FP16", "FP32", "FP64"])
+def test_longest_float_texts_in_json(name: str) -> None:
+    """Values whose shortest text is the longest of their type (plain decimal with a sign and
+    every digit), many in a row: the writer sizes its buffer for them once."""
+    largest = -65504.0 if name == "FP16" else -1e12
+    array = np.array([largest, -1.2345679e-6, -1.0728836e-6] * 100, dtype=numpy_dtype(name))
+    response = InferResponse("m", [Tensor.from_numpy("y", array)])
+    if name == "FP16":  # V2 JSON has no FP16; V1 writes it as numbers
+        data = json.loads(codec.encode_v1_response(response))["predictions"]
+    else:
+        body, _ = codec.encode_v2_response(response, binary_outputs=False)
+        data = json.loads(body)["outputs"][0]["data"]
+    assert_same(np.array(data, dtype=array.dtype), array)
+
+
 @pytest.mark.parametrize("name", ["FP32", "FP64"])
 def test_nan_and_infinity_in_json(name: str) -> None:
     array = np.array([np.nan, np.inf, -np.inf, 1.5, -0.0], dtype=numpy_dtype(name))

@@ -133,9 +133,13 @@ pub fn max_data_len(tensor: &Tensor) -> usize {
         datatype => tensor
             .element_count()
             .saturating_mul(element_width(datatype))
-            .saturating_add(2),
+            .saturating_add(MAX_ELEMENT + 2),
     }
 }
+
+/// Room for any one fixed-size element's text and its comma (itoa's longest 64-bit integer is
+/// 20 bytes, zmij's longest f64 24).
+const MAX_ELEMENT: usize = 32;
 
 /// The longest JSON text of one fixed-size element, plus its comma.
 fn element_width(datatype: DataType) -> usize {
@@ -148,8 +152,9 @@ fn element_width(datatype: DataType) -> usize {
         DataType::Uint32 => 11,
         DataType::Int32 => 12,
         DataType::Uint64 | DataType::Int64 => 21,
-        // zmij's longest f32 is 15 bytes (`-1.17549435e-38`), its longest f64 24.
-        DataType::Fp16 | DataType::Bf16 | DataType::Fp32 => 16,
+        // zmij writes an f32 from 1e-6 to 1e13 in plain decimal: its longest texts are 16 bytes
+        // (`-1000000000000.0`, `-0.0000012345679`); its longest f64 is 24.
+        DataType::Fp16 | DataType::Bf16 | DataType::Fp32 => 17,
         DataType::Fp64 | DataType::Bytes => 25,
     }
 }
@@ -221,8 +226,13 @@ fn each<const N: usize>(
 ) {
     let (chunks, _) = raw.as_chunks::<N>();
     let mut end = out.len();
-    out.resize(end + chunks.len() * width, 0);
+    out.resize(end + chunks.len() * width + MAX_ELEMENT, 0);
     for (i, chunk) in chunks.iter().enumerate() {
+        // Never taken while `width` bounds every text; a text it misses costs a resize, not a
+        // panic.
+        if out.len() - end < MAX_ELEMENT {
+            out.resize(end + MAX_ELEMENT, 0);
+        }
         if i > 0 {
             out[end] = b',';
             end += 1;
@@ -292,7 +302,7 @@ mod tests {
     /// The longest text of each datatype fits the window sized for it, after existing output.
     #[test]
     fn longest_elements_of_each_datatype() {
-        let cases: [(DataType, Vec<u8>, &str); 13] = [
+        let cases: [(DataType, Vec<u8>, &str); 14] = [
             (DataType::Bool, vec![1, 0], "xtrue,false"),
             (DataType::Uint8, vec![255, 0], "x255,0"),
             (DataType::Int8, le([(-128i8).to_le_bytes()]), "x-128"),
@@ -324,6 +334,11 @@ mod tests {
                 "x-1.1754944e-38,NaN,-Infinity,0.5",
             ),
             (
+                DataType::Fp32,
+                le([-1e12f32, -1e12, -1.234_567_9e-6, -1.234_567_9e-6].map(f32::to_le_bytes)),
+                "x-1000000000000.0,-1000000000000.0,-0.0000012345679,-0.0000012345679",
+            ),
+            (
                 DataType::Fp64,
                 le([-2.225_073_858_507_201_4e-308, f64::INFINITY].map(f64::to_le_bytes)),
                 "x-2.2250738585072014e-308,Infinity",
@@ -339,5 +354,28 @@ mod tests {
             assert_eq!(text(datatype, &raw), expected, "{datatype}");
         }
         assert_eq!(text(DataType::Fp32, &[]), "x");
+    }
+
+    /// Every FP16 and BF16 value, and FP32 values across the plain-decimal range, fit the width.
+    #[test]
+    fn no_float_text_exceeds_its_width() {
+        let width = super::element_width(DataType::Fp32);
+        let longest = |raw: &[u8], datatype| {
+            let mut out = Vec::new();
+            assert!(fixed_elements(&mut out, datatype, raw).is_ok());
+            out.split(|&b| b == b',').map(<[u8]>::len).max()
+        };
+        let halves: Vec<u8> = (0..=u16::MAX).flat_map(u16::to_le_bytes).collect();
+        for datatype in [DataType::Fp16, DataType::Bf16] {
+            assert!(longest(&halves, datatype) < Some(width), "{datatype}");
+        }
+        // Negative values with 9 significant digits, from 1e-7 to 1e14.
+        let floats: Vec<u8> = (-7..=14)
+            .flat_map(|e| {
+                (0..2000).map(move |i| -(1.234_567_8 + f64::from(i) * 1e-7) * 10f64.powi(e))
+            })
+            .flat_map(|v| (v as f32).to_le_bytes())
+            .collect();
+        assert_eq!(longest(&floats, DataType::Fp32), Some(width - 1));
     }
 }

@@ -1,14 +1,16 @@
 //! The REST front end: KServe's V1 and V2 routes, with every error in the `{"error": ...}`
 //! envelope and KServe's texts for unknown and not-ready models.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use serde_json::json;
 
 use super::paths::{self, Endpoint, Mismatch};
@@ -38,8 +40,8 @@ struct Exchange<'p> {
 
 pub async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Chunks> {
     let started = Instant::now();
-    let (parts, body) = request.into_parts();
-    let has_body = !hyper::body::Body::is_end_stream(&body);
+    let (parts, mut body) = request.into_parts();
+    let has_body = !body.is_end_stream();
     let request_id = request_id(&parts.headers);
     let mut exchange = Exchange::default();
     let endpoint = paths::parse(&parts.method, parts.uri.path());
@@ -48,17 +50,26 @@ pub async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Chu
         Ok(Endpoint::Live | Endpoint::Ready | Endpoint::Metrics)
     );
     let mut response = match endpoint {
-        Ok(endpoint) => answer(shared, endpoint, &parts, body, &request_id, &mut exchange)
-            .await
-            .unwrap_or_else(|error| error_response(&error)),
+        Ok(endpoint) => answer(
+            shared,
+            endpoint,
+            &parts,
+            &mut body,
+            &request_id,
+            &mut exchange,
+        )
+        .await
+        .unwrap_or_else(|error| error_response(&error)),
         Err(mismatch) => mismatch_response(mismatch),
     };
     response
         .headers_mut()
         .insert(REQUEST_ID, request_id.clone());
-    if has_body && !exchange.body_read && parts.version <= Version::HTTP_11 {
-        // hyper closes a connection whose request body was left unread (a 413, an unknown
-        // model), but does not say so: a client would reuse it and see a reset.
+    if has_body
+        && !exchange.body_read
+        && parts.version <= Version::HTTP_11
+        && !drain_arrived(&mut body)
+    {
         response
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
@@ -89,15 +100,39 @@ pub async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Chu
     response
 }
 
+/// Bytes of a request body nobody read that are drained to keep its connection alive.
+const DRAIN_BYTES: usize = 64 * 1024;
+
+/// Reads what has already arrived of a request body that was not read (an unknown model, a
+/// body over the limit), without waiting for more: `true` when that was all of it, within
+/// `DRAIN_BYTES`. Otherwise hyper closes the connection after the answer, without saying so,
+/// and a client reusing it would see a reset; the caller says `Connection: close`.
+fn drain_arrived(body: &mut Incoming) -> bool {
+    let mut context = Context::from_waker(Waker::noop());
+    let mut drained = 0usize;
+    loop {
+        match Pin::new(&mut *body).poll_frame(&mut context) {
+            Poll::Ready(None) => return true,
+            Poll::Ready(Some(Ok(frame))) => {
+                drained += frame.data_ref().map_or(0, Bytes::len);
+                if drained > DRAIN_BYTES {
+                    return false;
+                }
+            }
+            Poll::Ready(Some(Err(_))) | Poll::Pending => return false,
+        }
+    }
+}
+
 fn body_len(body: &Chunks) -> usize {
-    usize::try_from(hyper::body::Body::size_hint(body).lower()).unwrap_or(usize::MAX)
+    usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX)
 }
 
 async fn answer<'p>(
     shared: &Shared,
     endpoint: Endpoint<'p>,
     parts: &'p Parts,
-    body: Incoming,
+    body: &mut Incoming,
     request_id: &HeaderValue,
     exchange: &mut Exchange<'p>,
 ) -> Result<Response<Chunks>> {
@@ -190,7 +225,7 @@ async fn infer(
     shared: &Shared,
     inference: Inference<'_>,
     parts: &Parts,
-    body: Incoming,
+    body: &mut Incoming,
     request_id: &HeaderValue,
     exchange: &mut Exchange<'_>,
 ) -> Result<Response<Chunks>> {
@@ -246,7 +281,7 @@ fn header_length(parts: &Parts) -> Result<Option<usize>> {
 /// client does not send it within `timeout`.
 async fn read_body(
     parts: &Parts,
-    body: Incoming,
+    body: &mut Incoming,
     route: &Route,
     timeout: Duration,
 ) -> Result<Chunks> {
