@@ -382,6 +382,20 @@ def test_small_unread_body_keeps_the_connection(gateway: Server) -> None:
         assert b"connection: close" not in first.lower()
         sock.sendall(post("small"))
         assert read_response(sock).startswith(b"HTTP/1.1 200")
+        # A chunked body read in full keeps the connection too.
+        chunked = (
+            b"POST /v2/models/small/infer HTTP/1.1\r\nHost: a\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            + f"{len(body):x}\r\n".encode()
+            + body
+            + b"\r\n0\r\n\r\n"
+        )
+        sock.sendall(chunked)
+        answer = read_response(sock)
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        assert b"connection: close" not in answer.lower()
+        sock.sendall(post("small"))
+        assert read_response(sock).startswith(b"HTTP/1.1 200")
 
 
 def read_response(sock: socket.socket) -> bytes:

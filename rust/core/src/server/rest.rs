@@ -34,8 +34,6 @@ struct Exchange<'p> {
     protocol: Option<Protocol>,
     bytes_in: usize,
     upstream: Option<Duration>,
-    /// The request body was read to its end.
-    body_read: bool,
 }
 
 pub async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Chunks> {
@@ -65,11 +63,7 @@ pub async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Chu
     response
         .headers_mut()
         .insert(REQUEST_ID, request_id.clone());
-    if has_body
-        && !exchange.body_read
-        && parts.version <= Version::HTTP_11
-        && !drain_arrived(&mut body)
-    {
+    if has_body && parts.version <= Version::HTTP_11 && !drain_arrived(&mut body) {
         response
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
@@ -103,9 +97,9 @@ pub async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Chu
 /// Bytes of a request body nobody read that are drained to keep its connection alive.
 const DRAIN_BYTES: usize = 64 * 1024;
 
-/// Reads what has already arrived of a request body that was not read (an unknown model, a
-/// body over the limit), without waiting for more: `true` when that was all of it, within
-/// `DRAIN_BYTES`. Otherwise hyper closes the connection after the answer, without saying so,
+/// Reads what has already arrived of a request body, without waiting for more: `true` when that
+/// was all of it, within `DRAIN_BYTES` (at once for a body that was read). A body left unread
+/// (an unknown model, a body over the limit) is drained here when it has arrived whole. Otherwise hyper closes the connection after the answer, without saying so,
 /// and a client reusing it would see a reset; the caller says `Connection: close`.
 fn drain_arrived(body: &mut Incoming) -> bool {
     let mut context = Context::from_waker(Waker::noop());
@@ -243,7 +237,6 @@ async fn infer(
     let _admission = route.admit()?;
     let header_length = header_length(parts)?;
     let body = read_body(parts, body, route, shared.client_timeout).await?;
-    exchange.body_read = true;
     exchange.bytes_in = body.len();
     let call = shared.call(
         route,
