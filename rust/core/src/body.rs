@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Frame, SizeHint};
 
 use crate::codec::Encoded;
+use crate::copy;
 
 /// A request body sent as it is held: an encoded V2 body's JSON header and its tensors' own
 /// buffers go out one frame each, never concatenated into a copy.
@@ -78,7 +79,7 @@ impl Chunks {
             _ => {
                 let mut whole = BytesMut::with_capacity(self.len());
                 for chunk in &self.0 {
-                    whole.extend_from_slice(chunk);
+                    copy::put(&mut whole, chunk);
                 }
                 whole.freeze()
             }

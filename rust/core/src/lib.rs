@@ -7,6 +7,7 @@ pub mod batch;
 pub mod body;
 pub mod codec;
 pub mod config;
+pub mod copy;
 pub mod error;
 pub mod limits;
 pub mod metrics;

@@ -52,6 +52,8 @@ fn generate(protos: &Path, out_dir: &Path) -> Result<String, Box<dyn Error>> {
         .bytes(".")
         // Maps become BTreeMap so encoded messages are byte-for-byte deterministic.
         .btree_map(".")
+        // Raw tensor contents are copied into frames around a slow `memcpy` path (`copy`).
+        .codec_path("crate::proto::AliasSafeProstCodec")
         .build_server(true)
         .build_client(true)
         // No tonic transport: the crate uses tonic only for codegen; the server and channel

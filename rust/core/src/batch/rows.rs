@@ -2,6 +2,7 @@
 
 use bytes::BytesMut;
 
+use crate::copy;
 use crate::error::{Error, Result};
 use crate::tensor::{DataType, Tensor, bytes_elements};
 
@@ -33,7 +34,7 @@ pub fn concat(tensors: &[Tensor]) -> Result<Tensor> {
     }
     let mut data = BytesMut::with_capacity(tensors.iter().map(|t| t.data().len()).sum());
     for tensor in tensors {
-        data.extend_from_slice(tensor.data());
+        copy::put(&mut data, tensor.data());
     }
     let mut shape = first.shape().to_vec();
     shape[0] = rows;

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use prost::Message;
 
+use crate::copy;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::proto::infer_parameter::ParameterChoice;
@@ -52,12 +53,12 @@ pub fn encode_request(
     model_name: &str,
     model_version: Option<&str>,
 ) -> Vec<u8> {
-    request_to_proto(request, model_name, model_version).encode_to_vec()
+    copy::encode_to_vec(&request_to_proto(request, model_name, model_version))
 }
 
 /// Serializes a response with every output in `raw_output_contents`.
 pub fn encode_response(response: &InferResponse) -> Vec<u8> {
-    response_to_proto(response).encode_to_vec()
+    copy::encode_to_vec(&response_to_proto(response))
 }
 
 /// Converts a received request. Empty strings are proto3's "unset", so an empty model name,

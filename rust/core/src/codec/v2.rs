@@ -10,6 +10,7 @@ use jiter::{Jiter, Peek};
 use super::json_data;
 use super::json_read::{self, Reader, optional, syntax};
 use super::json_write;
+use crate::copy;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::tensor::{
@@ -46,7 +47,7 @@ impl Encoded {
         let mut body = Vec::with_capacity(self.len());
         body.extend_from_slice(&self.json);
         for chunk in self.binary.iter().flatten() {
-            body.extend_from_slice(chunk);
+            copy::put(&mut body, chunk);
         }
         body
     }

@@ -8,4 +8,7 @@ mod generated {
     include!("gen/inference.rs");
 }
 
+mod codec;
+
+pub use codec::AliasSafeProstCodec;
 pub use generated::*;
