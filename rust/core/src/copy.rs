@@ -52,6 +52,10 @@ impl Reserve for &mut [u8] {
     fn reserve_for(&mut self, _: usize) {}
 }
 
+impl Reserve for &mut [std::mem::MaybeUninit<u8>] {
+    fn reserve_for(&mut self, _: usize) {}
+}
+
 /// Appends `src` to `out`; see the module documentation.
 pub fn put(out: &mut impl Reserve, src: &[u8]) {
     if src.len() < LARGE {
@@ -156,6 +160,30 @@ mod tests {
             );
         }
         assert!(!aliases(at((1 << 20) - 1), src), "behind the source");
+    }
+
+    /// Destinations placed 0 to `ALIAS_WINDOW` bytes ahead of the source, so both branches of
+    /// `put` run, whatever addresses the allocator hands out.
+    #[test]
+    fn aliasing_runs_are_copied_whole_and_in_order() {
+        let src: Vec<u8> = (0..3 * LARGE + 5).map(|i| (i * 31 % 255) as u8).collect();
+        let mut storage = vec![0u8; src.len() + 2 * 4096];
+        for ahead in 0..=ALIAS_WINDOW {
+            let base = (storage.as_ptr() as usize).wrapping_sub(src.as_ptr() as usize) % 4096;
+            let offset = (4096 + ahead - base) % 4096;
+            let mut dst = &mut storage[offset..offset + src.len()];
+            assert_eq!(
+                aliases(dst.as_mut_ptr(), src.as_ptr()),
+                (1..ALIAS_WINDOW).contains(&ahead)
+            );
+            put(&mut dst, &src);
+            assert!(dst.is_empty());
+            assert_eq!(
+                &storage[offset..offset + src.len()],
+                &src[..],
+                "{ahead} ahead"
+            );
+        }
     }
 
     #[test]

@@ -1,13 +1,17 @@
-//! A read-only Python buffer over `bytes::Bytes`, so numpy can view tensor data without a copy.
-//! The view keeps the `Buffer` (and so the bytes) alive for as long as numpy holds it.
-#![allow(unsafe_code)] // the buffer protocol is a C API; this module is its only user
+//! Tensor bytes between Rust and Python through the C API: a read-only Python buffer over
+//! `bytes::Bytes`, so numpy can view tensor data without a copy (the view keeps the `Buffer`,
+//! and so the bytes, alive for as long as numpy holds it), and copies in both directions.
+#![allow(unsafe_code)] // the buffer protocol and uninitialized `bytes` are C APIs; only here
 
 use std::ffi::{c_int, c_void};
+use std::mem::MaybeUninit;
 
 use bytes::Bytes;
 use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use tensorgate_core::copy;
 
 /// Read-only bytes of a tensor, exported through the buffer protocol.
 #[pyclass(frozen, module = "tensorgate._core")]
@@ -72,4 +76,31 @@ pub fn copy_contiguous(_py: Python<'_>, buffer: &pyo3::buffer::PyUntypedBuffer) 
     // released, and `buffer` is borrowed for the whole copy.
     let bytes = unsafe { std::slice::from_raw_parts(buffer.buf_ptr().cast::<u8>(), len) };
     Bytes::copy_from_slice(bytes)
+}
+
+/// A `bytes` of `len` bytes, the concatenation of `parts`, copied with `copy::put` (CPython's
+/// `memcpy` is many times slower for some placements of the two buffers on some hosts) into
+/// memory that is not zero-filled first, as `PyBytes::new_with` would.
+pub fn joined<'py, 'a>(
+    py: Python<'py>,
+    len: usize,
+    parts: impl Iterator<Item = &'a [u8]>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let size = ffi::Py_ssize_t::try_from(len)?;
+    // SAFETY: with a null source CPython allocates `size` bytes and leaves them uninitialized.
+    let object = unsafe {
+        Bound::from_owned_ptr_or_err(py, ffi::PyBytes_FromStringAndSize(std::ptr::null(), size))?
+    };
+    // SAFETY: `object` is a new `bytes` of `len` bytes that nothing else references yet; its
+    // data is written below, through `MaybeUninit`, before Python can see it.
+    let mut rest = unsafe {
+        let data = ffi::PyBytes_AsString(object.as_ptr()).cast::<MaybeUninit<u8>>();
+        std::slice::from_raw_parts_mut(data, len)
+    };
+    for part in parts {
+        copy::put(&mut rest, part);
+    }
+    // Bytes the parts did not cover (none, when `len` is their total) are never left unset.
+    rest.fill(MaybeUninit::new(0));
+    Ok(object.cast_into::<PyBytes>()?)
 }

@@ -8,10 +8,10 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBool, PyBytes};
 use tensorgate_core::codec::{Encoded, grpc, v1, v2};
-use tensorgate_core::copy;
 use tensorgate_core::tensor::BinaryOutputs;
 use tensorgate_core::{Limits as CoreLimits, Result as CoreResult};
 
+use crate::buffer::joined;
 use crate::error::to_py;
 use crate::request::{InferRequest, InferResponse};
 
@@ -101,22 +101,6 @@ fn encoded<'py>(py: Python<'py>, encoded: &Encoded) -> PyResult<EncodedBody<'py>
     let chunks = encoded.binary.iter().flatten().map(|chunk| &chunk[..]);
     let body = joined(py, encoded.len(), json.chain(chunks))?;
     Ok((body, encoded.header_length()))
-}
-
-/// A `bytes` of `len` bytes, the concatenation of `parts`. Copied with `copy::put` rather
-/// than by CPython's `memcpy`, which is many times slower for some placements of the two
-/// buffers on some hosts (see `tensorgate_core::copy`).
-fn joined<'py, 'a>(
-    py: Python<'py>,
-    len: usize,
-    parts: impl Iterator<Item = &'a [u8]>,
-) -> PyResult<Bound<'py, PyBytes>> {
-    PyBytes::new_with(py, len, |mut buffer| {
-        for part in parts {
-            copy::put(&mut buffer, part);
-        }
-        Ok(())
-    })
 }
 
 /// Decodes a V2 REST inference request (JSON, or the binary tensor extension when
@@ -211,7 +195,7 @@ fn encode_v1_request<'py>(
     request: &InferRequest,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let body = detached(py, || v1::encode_request(&request.inner))?;
-    Ok(PyBytes::new(py, &body))
+    joined(py, body.len(), std::iter::once(&body[..]))
 }
 
 /// Decodes a V1 `{"predictions": ...}` response of model `model_name`.
@@ -235,7 +219,7 @@ fn encode_v1_response<'py>(
     response: &InferResponse,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let body = detached(py, || v1::encode_response(&response.inner))?;
-    Ok(PyBytes::new(py, &body))
+    joined(py, body.len(), std::iter::once(&body[..]))
 }
 
 /// Decodes a serialized `inference.ModelInferRequest`; raw contents stay zero-copy.
