@@ -282,18 +282,20 @@ def start_gateway(
     env: Mapping[str, str] | None = None,
     log_dir: Path | None = None,
     timeout: float = 30.0,
+    prefix: Sequence[str] = (),
 ) -> Gateway:
     """Starts ``python -m tensorgate serve`` with ``config`` (written as YAML) on free ports.
 
     Without a config the gateway serves its built-in demo models. ``args`` are appended to the
-    command line; ``env`` is added to this process's environment. Returns once
+    command line; ``env`` is added to this process's environment; ``prefix`` is a command that
+    execs the rest, such as ``taskset -c 0``. Returns once
     ``GET /v2/health/live`` answers 200 and the gRPC port listens.
     """
     if log_dir is None:
         log_dir = Path(tempfile.mkdtemp(prefix="tensorgate-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     http_port, grpc_port = free_ports(2)
-    argv = [sys.executable, "-m", "tensorgate", "serve"]
+    argv = [*prefix, sys.executable, "-m", "tensorgate", "serve"]
     if config is not None:
         path = log_dir / f"gateway-{http_port}.yaml"
         path.write_text(yaml.safe_dump(dict(config), sort_keys=False))

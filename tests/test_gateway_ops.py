@@ -9,6 +9,8 @@ small recording V2 server (stdlib ``http.server``) run in a thread of the test p
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -257,6 +259,61 @@ def test_sigterm_drains_in_flight_requests(kserve_backend: Server, tmp_path: Pat
         assert response.json()["outputs"][0]["data"] == ROW_SUMS
         code = gateway.process.popen.wait(drain_timeout + 2.0 - (time.monotonic() - signalled))
         assert code == 0, gateway.log()
+
+
+def thread_names(pid: int) -> set[str]:
+    """The names of a process's threads."""
+    return {(task / "comm").read_text().strip() for task in Path(f"/proc/{pid}/task").iterdir()}
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux)")
+def test_gateway_on_one_cpu_runs_on_one_io_thread(kserve_backend: Server, tmp_path: Path) -> None:
+    """Given one CPU, the gateway drives tokio from a single I/O thread (a current-thread
+    runtime): remote and in-process models over REST and gRPC, SIGHUP and SIGTERM still work."""
+    config: dict[str, Any] = {
+        "drain_timeout_s": 5.0,
+        "models": [
+            {"name": "sum", "backend": {"url": kserve_backend.http_url}},
+            {"name": "slow", "backend": {"url": kserve_backend.http_url}},
+            {"name": "demo", "backend": {"python": "tensorgate.demo:sum"}},
+        ],
+    }
+    pinned = ["taskset", "-c", str(min(os.sched_getaffinity(0)))]
+    with start_gateway(config, log_dir=tmp_path, prefix=pinned) as gateway:
+        names = thread_names(gateway.pid)
+        assert "tensorgate-io" in names, names
+        assert "tensorgate" not in names, names
+        for model in ("sum", "demo"):
+            response = httpx.post(
+                f"{gateway.http_url}/v2/models/{model}/infer", json=v2_body(ROWS), timeout=TIMEOUT
+            )
+            assert response.status_code == 200, response.text
+            assert response.json()["outputs"][0]["data"] == ROW_SUMS
+            assert grpc_sum(gateway.grpc_target, model) == ROW_SUMS
+        gateway.signal(signal.SIGHUP)
+        wait_until(lambda: "reloaded" in gateway.log(), TIMEOUT, "the gateway logs the reload")
+        assert grpc_sum(gateway.grpc_target, "demo") == ROW_SUMS
+
+        slow: list[httpx.Response] = []
+        body = v2_body(ROWS, parameters={"sleep": 1.0})
+        url = f"{gateway.http_url}/v2/models/slow/infer"
+        thread = threading.Thread(
+            target=lambda: slow.append(httpx.post(url, json=body, timeout=TIMEOUT))
+        )
+        thread.start()
+        time.sleep(0.3)
+        gateway.signal(signal.SIGTERM)
+        thread.join(TIMEOUT)
+        assert [r.json()["outputs"][0]["data"] for r in slow] == [ROW_SUMS]
+        assert gateway.process.popen.wait(TIMEOUT) == 0, gateway.log()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_gateway_on_several_cpus_runs_worker_threads(tmp_path: Path) -> None:
+    with start_gateway(None, log_dir=tmp_path) as gateway:
+        names = thread_names(gateway.pid)
+        assert "tensorgate" in names, names
+        assert "tensorgate-io" not in names, names
 
 
 def test_sighup_reloads_under_load_without_failures(kserve_backend: Server, tmp_path: Path) -> None:

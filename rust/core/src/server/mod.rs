@@ -121,7 +121,7 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
 #[derive(Debug)]
 pub struct Gateway {
     shared: Arc<Shared>,
-    runtime: tokio::runtime::Runtime,
+    runtime: Arc<tokio::runtime::Runtime>,
     stop: watch::Sender<bool>,
     servers: Vec<tokio::task::JoinHandle<()>>,
     http_addr: SocketAddr,
@@ -132,11 +132,8 @@ pub struct Gateway {
 impl Gateway {
     /// Binds both ports and starts serving `config`, with in-process models run by `host`.
     pub fn start(config: &GatewayConfig, host: Arc<dyn Host>) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name("tensorgate")
-            .build()
-            .map_err(|e| Error::internal(format!("cannot start the tokio runtime: {e}")))?;
+        let single = one_cpu();
+        let runtime = runtime(single)?;
         let http_listener = bind(&config.host, config.http_port)?;
         let grpc_listener = bind(&config.host, config.grpc_port)?;
         let http_addr = local_addr(&http_listener)?;
@@ -174,6 +171,9 @@ impl Gateway {
                 Ok(runtime.spawn(server))
             })
             .collect::<Result<_>>()?;
+        if single {
+            drive(&runtime, stopped)?;
+        }
         Ok(Self {
             shared,
             runtime,
@@ -250,6 +250,46 @@ impl Gateway {
             .flat_map(Batchers::stats)
             .collect()
     }
+}
+
+/// Whether this process may run on one CPU only (its affinity mask or cgroup CPU quota).
+fn one_cpu() -> bool {
+    std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() == 1)
+}
+
+/// The tokio runtime: one worker per CPU, or with a single CPU a current-thread runtime (see
+/// [`drive`]), which spares each request the multi-thread scheduler's parking and cross-thread
+/// wake-ups that have nothing to balance on one CPU (`benches/RESULTS.md`).
+fn runtime(single: bool) -> Result<Arc<tokio::runtime::Runtime>> {
+    let mut builder = if single {
+        let mut builder = tokio::runtime::Builder::new_current_thread();
+        builder.thread_name("tensorgate-blocking");
+        builder
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.thread_name("tensorgate");
+        builder
+    };
+    let runtime = builder
+        .enable_all()
+        .build()
+        .map_err(|e| Error::internal(format!("cannot start the tokio runtime: {e}")))?;
+    Ok(Arc::new(runtime))
+}
+
+/// Runs a current-thread runtime on its own thread until the gateway is told to stop (or is
+/// dropped); [`Gateway::drain`] then drives it from the caller's thread.
+fn drive(runtime: &Arc<tokio::runtime::Runtime>, mut stopped: watch::Receiver<bool>) -> Result<()> {
+    let runtime = Arc::clone(runtime);
+    std::thread::Builder::new()
+        .name("tensorgate-io".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            });
+        })
+        .map_err(|e| Error::internal(format!("cannot start the gateway's I/O thread: {e}")))?;
+    Ok(())
 }
 
 fn bind(host: &str, port: u16) -> Result<StdTcpListener> {
