@@ -33,7 +33,7 @@ int main(void) {
     memset(src, 1, cap);
     memset(dst, 2, cap);
     int aheads[] = {0, 1, 3, 16, 31, 32, 63, 64, 100, 2048, 4064, 4095};
-    size_t sizes[] = {2048, 4096, 65536, 262144, 524288, 1048576};
+    size_t sizes[] = {2048, 2112, 3072, 4096, 65536, 262144, 524288, 1048576};
     printf("bytes ahead (mod 4 KiB):");
     for (size_t a = 0; a < sizeof aheads / sizeof *aheads; a++) printf(" %7d", aheads[a]);
     printf("\n");

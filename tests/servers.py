@@ -275,6 +275,12 @@ def start_mlserver(log_dir: Path, *, timeout: float = 60.0) -> Server:
     )
 
 
+def python_path() -> dict[str, str]:
+    """The gateway's environment addition that makes ``inproc_models`` importable."""
+    current = os.environ.get("PYTHONPATH", "")
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(BACKENDS), current) if p)}
+
+
 def start_gateway(
     config: Mapping[str, Any] | None,
     *,

@@ -38,6 +38,7 @@ from servers import (
     ROOT,
     Server,
     SplitProcess,
+    python_path,
     start_gateway,
     start_gateway_split,
     start_kserve_on,
@@ -266,6 +267,60 @@ def thread_names(pid: int) -> set[str]:
     return {(task / "comm").read_text().strip() for task in Path(f"/proc/{pid}/task").iterdir()}
 
 
+def usable_cpus() -> float:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (the rule
+    the gateway's runtime choice follows)."""
+    cpus = float(len(os.sched_getaffinity(0)))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, int(quota) / int(period))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
+def terminate_while_in_flight(
+    gateway: Server, requests: list[tuple[str, dict[str, Any]]]
+) -> list[Any]:
+    """POSTs each ``(model, V2 body)`` at once, sends SIGTERM half a second later (the requests
+    must take longer than that), and returns the answers' first outputs in order; the gateway
+    must exit 0 (everything drained). ``/metrics`` cannot tell when they are in flight: a Python
+    worker renders it, and in-process calls may hold every worker."""
+    answers: dict[int, Any] = {}
+
+    def post(index: int, model: str, body: dict[str, Any]) -> None:
+        url = f"{gateway.http_url}/v2/models/{model}/infer"
+        response = httpx.post(url, json=body, timeout=TIMEOUT)
+        answers[index] = response.json()["outputs"][0]["data"] if response.is_success else response
+
+    threads = [
+        threading.Thread(target=post, args=(index, model, body))
+        for index, (model, body) in enumerate(requests)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    gateway.signal(signal.SIGTERM)
+    for thread in threads:
+        thread.join(TIMEOUT)
+    assert gateway.process.popen.wait(TIMEOUT) == 0, gateway.log()
+    return [answers.get(index) for index in range(len(requests))]
+
+
+def test_sigterm_drains_in_process_calls(tmp_path: Path) -> None:
+    """In-process calls in flight at SIGTERM finish, including one still queued for the only
+    Python worker: workers stop after the drain, not at the signal."""
+    config = {
+        "python_workers": 1,
+        "models": [{"name": "sleepy", "backend": {"python": "inproc_models:sleepy"}}],
+    }
+    rows = [[1.5, 2.0]]  # 1.5 s each: one runs at SIGTERM, the other waits for the worker
+    with start_gateway(config, log_dir=tmp_path, env=python_path()) as gateway:
+        requests = [("sleepy", v2_body(rows)), ("sleepy", v2_body(rows))]
+        assert terminate_while_in_flight(gateway, requests) == [rows[0], rows[0]]
+
+
 @pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux)")
 def test_gateway_on_one_cpu_runs_on_one_io_thread(kserve_backend: Server, tmp_path: Path) -> None:
     """Given one CPU, the gateway drives tokio from a single I/O thread (a current-thread
@@ -276,10 +331,11 @@ def test_gateway_on_one_cpu_runs_on_one_io_thread(kserve_backend: Server, tmp_pa
             {"name": "sum", "backend": {"url": kserve_backend.http_url}},
             {"name": "slow", "backend": {"url": kserve_backend.http_url}},
             {"name": "demo", "backend": {"python": "tensorgate.demo:sum"}},
+            {"name": "sleepy", "backend": {"python": "inproc_models:sleepy"}},
         ],
     }
     pinned = ["taskset", "-c", str(min(os.sched_getaffinity(0)))]
-    with start_gateway(config, log_dir=tmp_path, prefix=pinned) as gateway:
+    with start_gateway(config, log_dir=tmp_path, prefix=pinned, env=python_path()) as gateway:
         names = thread_names(gateway.pid)
         assert "tensorgate-io" in names, names
         assert "tensorgate" not in names, names
@@ -293,22 +349,14 @@ def test_gateway_on_one_cpu_runs_on_one_io_thread(kserve_backend: Server, tmp_pa
         gateway.signal(signal.SIGHUP)
         wait_until(lambda: "reloaded" in gateway.log(), TIMEOUT, "the gateway logs the reload")
         assert grpc_sum(gateway.grpc_target, "demo") == ROW_SUMS
-
-        slow: list[httpx.Response] = []
-        body = v2_body(ROWS, parameters={"sleep": 1.0})
-        url = f"{gateway.http_url}/v2/models/slow/infer"
-        thread = threading.Thread(
-            target=lambda: slow.append(httpx.post(url, json=body, timeout=TIMEOUT))
-        )
-        thread.start()
-        time.sleep(0.3)
-        gateway.signal(signal.SIGTERM)
-        thread.join(TIMEOUT)
-        assert [r.json()["outputs"][0]["data"] for r in slow] == [ROW_SUMS]
-        assert gateway.process.popen.wait(TIMEOUT) == 0, gateway.log()
+        requests = [
+            ("slow", v2_body(ROWS, parameters={"sleep": 1.5})),
+            ("sleepy", v2_body([[1.5, 2.0]])),
+        ]
+        assert terminate_while_in_flight(gateway, requests) == [ROW_SUMS, [1.5, 2.0]]
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+@pytest.mark.skipif(usable_cpus() < 2, reason="needs two CPUs")
 def test_gateway_on_several_cpus_runs_worker_threads(tmp_path: Path) -> None:
     with start_gateway(None, log_dir=tmp_path) as gateway:
         names = thread_names(gateway.pid)

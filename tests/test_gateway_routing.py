@@ -34,7 +34,15 @@ import tritonclient.grpc as grpcclient
 import yaml
 from oip import message
 from recorder import Recorder
-from servers import BACKENDS, HOST, Server, free_port, free_ports, start_gateway, start_kserve
+from servers import (
+    HOST,
+    Server,
+    free_port,
+    free_ports,
+    python_path,
+    start_gateway,
+    start_kserve,
+)
 from tritonclient.utils import InferenceServerException
 
 ROWS = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.5]]
@@ -75,12 +83,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 def dead_url() -> str:
     """``http://127.0.0.1:port`` of a port nothing listens on."""
     return f"http://{HOST}:{free_port()}"
-
-
-def python_path() -> dict[str, str]:
-    """The gateway's environment addition that makes ``inproc_models`` importable."""
-    current = os.environ.get("PYTHONPATH", "")
-    return {"PYTHONPATH": os.pathsep.join(p for p in (str(BACKENDS), current) if p)}
 
 
 def grpc_input(x: np.ndarray[Any, Any]) -> Any:

@@ -76,6 +76,8 @@ class Server:
         self._models = load_models(config)
         self.config = _with_model_metadata(config, self._models)
         self._stop = threading.Event()
+        # Set only once the gateway has drained: calls still in flight at SIGTERM need workers.
+        self._closed = threading.Event()
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(
             target=self._loop.run_forever, name="tensorgate-async", daemon=True
@@ -154,6 +156,7 @@ class Server:
         self.gateway.set_draining()
         drained = self.gateway.drain()
         self._stop.set()
+        self._closed.set()
         for worker in self._workers:
             worker.join(timeout=5)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -180,7 +183,7 @@ class Server:
         return previous
 
     def _work(self) -> None:
-        while not self._stop.is_set():
+        while not self._closed.is_set():
             call = self.gateway.next_call(_POLL_S)
             if call is None:
                 continue

@@ -9,6 +9,8 @@ The gateway subprocess imports this module by name: tests put ``tests/backends``
 * ``strict``: raises :class:`~tensorgate.models.InvalidInput` on negative values, else ``y = x``.
 * ``strict_async``: the same, as an async function.
 * ``not_a_dict``: returns a list instead of a dict of arrays.
+* ``slow``: echoes ``x`` as ``y`` after holding its worker for half a second.
+* ``sleepy``: the same after ``x[0, 0]`` seconds.
 """
 
 from __future__ import annotations
@@ -91,3 +93,10 @@ def slow(inputs: Arrays) -> dict[str, Array]:
     """Holds its worker for half a second, then echoes ``x`` as ``y``."""
     time.sleep(0.5)
     return {"y": _x(inputs)}
+
+
+def sleepy(inputs: Arrays) -> dict[str, Array]:
+    """Holds its worker for ``x[0, 0]`` seconds, then echoes ``x`` as ``y``."""
+    x = _x(inputs)
+    time.sleep(float(x[0, 0]))
+    return {"y": x}

@@ -1,7 +1,8 @@
 //! Copies of tensor-sized byte runs into buffers, steering clear of a slow `memcpy` path.
 //!
-//! glibc 2.33 to 2.38 copies runs of 4 KiB to a few hundred KiB with `rep movsb` on CPUs that
-//! advertise fast short `rep movsb` (FSRM), and AMD Zen runs `rep movsb` an order of magnitude
+//! glibc 2.33 to 2.38 copies runs from its `rep movsb` threshold (2112 bytes on CPUs that
+//! advertise fast short `rep movsb`, FSRM; `ld.so --list-tunables` shows it) to a few hundred
+//! KiB with `rep movsb`, and AMD Zen runs `rep movsb` an order of magnitude
 //! slower when the destination is up to 63 bytes ahead of the source modulo the 4 KiB page
 //! (page aliasing): 256 KiB took 88 µs instead of 7 µs on the development machine (glibc 2.36,
 //! AMD EPYC), for every destination 1 to 31 bytes ahead. Tensors land at arbitrary offsets
@@ -13,11 +14,12 @@
 use bytes::buf::UninitSlice;
 use bytes::{Buf, BufMut, BytesMut};
 
-/// Runs shorter than this are one `memcpy`: glibc copies them with vector moves.
-const LARGE: usize = 4096;
+/// Runs shorter than this are one `memcpy`: below glibc's `rep movsb` threshold (2048 bytes at
+/// the least, for 16-byte vectors), it copies them with vector moves.
+const LARGE: usize = 2048;
 
-/// The pieces an aliasing run is copied in, below glibc's `rep movsb` threshold (4 KiB and up).
-const PIECE: usize = 2048;
+/// The pieces an aliasing run is copied in, well below that threshold.
+const PIECE: usize = 1024;
 
 /// How far ahead of its source, modulo the page, a destination makes `rep movsb` slow: 1 to 31
 /// bytes measured, with a margin.

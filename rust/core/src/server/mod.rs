@@ -122,6 +122,9 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
 pub struct Gateway {
     shared: Arc<Shared>,
     runtime: Arc<tokio::runtime::Runtime>,
+    /// The thread that drives a current-thread runtime until `stop`; joined before the runtime
+    /// is driven from elsewhere or dropped.
+    io_thread: Option<std::thread::JoinHandle<()>>,
     stop: watch::Sender<bool>,
     servers: Vec<tokio::task::JoinHandle<()>>,
     http_addr: SocketAddr,
@@ -171,12 +174,15 @@ impl Gateway {
                 Ok(runtime.spawn(server))
             })
             .collect::<Result<_>>()?;
-        if single {
-            drive(&runtime, stopped)?;
-        }
+        let io_thread = if single {
+            Some(drive(&runtime, stopped)?)
+        } else {
+            None
+        };
         Ok(Self {
             shared,
             runtime,
+            io_thread,
             stop,
             servers,
             http_addr,
@@ -210,7 +216,7 @@ impl Gateway {
     /// for requests in flight to finish. Blocks; returns false if the timeout cut some short.
     pub fn drain(&mut self) -> bool {
         self.shared.draining.store(true, Ordering::Relaxed);
-        let _ = self.stop.send(true);
+        self.stop_io_thread();
         let servers = std::mem::take(&mut self.servers);
         let deadline = self.drain_timeout + Duration::from_secs(1);
         self.runtime.block_on(async move {
@@ -221,6 +227,15 @@ impl Gateway {
             };
             tokio::time::timeout(deadline, all).await.is_ok()
         })
+    }
+
+    /// Tells the servers to stop accepting and waits for the I/O thread, if any, to let go of
+    /// the runtime.
+    fn stop_io_thread(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.io_thread.take() {
+            let _ = thread.join();
+        }
     }
 
     /// Marks the gateway as draining (readiness 503) without closing anything yet.
@@ -252,6 +267,14 @@ impl Gateway {
     }
 }
 
+impl Drop for Gateway {
+    /// A gateway dropped without draining still stops its I/O thread, so the runtime (its
+    /// sockets and tasks) is shut down here, not later on a thread nobody waits for.
+    fn drop(&mut self) {
+        self.stop_io_thread();
+    }
+}
+
 /// Whether this process may run on one CPU only (its affinity mask or cgroup CPU quota).
 fn one_cpu() -> bool {
     std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() == 1)
@@ -263,7 +286,7 @@ fn one_cpu() -> bool {
 fn runtime(single: bool) -> Result<Arc<tokio::runtime::Runtime>> {
     let mut builder = if single {
         let mut builder = tokio::runtime::Builder::new_current_thread();
-        builder.thread_name("tensorgate-blocking");
+        builder.thread_name("tensorgate-pool");
         builder
     } else {
         let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -277,9 +300,12 @@ fn runtime(single: bool) -> Result<Arc<tokio::runtime::Runtime>> {
     Ok(Arc::new(runtime))
 }
 
-/// Runs a current-thread runtime on its own thread until the gateway is told to stop (or is
-/// dropped); [`Gateway::drain`] then drives it from the caller's thread.
-fn drive(runtime: &Arc<tokio::runtime::Runtime>, mut stopped: watch::Receiver<bool>) -> Result<()> {
+/// Runs a current-thread runtime on its own thread until the gateway is told to stop;
+/// [`Gateway::drain`] then drives it from the caller's thread.
+fn drive(
+    runtime: &Arc<tokio::runtime::Runtime>,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<std::thread::JoinHandle<()>> {
     let runtime = Arc::clone(runtime);
     std::thread::Builder::new()
         .name("tensorgate-io".into())
@@ -288,8 +314,7 @@ fn drive(runtime: &Arc<tokio::runtime::Runtime>, mut stopped: watch::Receiver<bo
                 let _ = stopped.wait_for(|stop| *stop).await;
             });
         })
-        .map_err(|e| Error::internal(format!("cannot start the gateway's I/O thread: {e}")))?;
-    Ok(())
+        .map_err(|e| Error::internal(format!("cannot start the gateway's I/O thread: {e}")))
 }
 
 fn bind(host: &str, port: u16) -> Result<StdTcpListener> {
