@@ -356,6 +356,17 @@ def test_gateway_on_one_cpu_runs_on_one_io_thread(kserve_backend: Server, tmp_pa
         assert terminate_while_in_flight(gateway, requests) == [ROW_SUMS, [1.5, 2.0]]
 
 
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux)")
+def test_worker_count_asked_for_keeps_worker_threads_on_one_cpu(tmp_path: Path) -> None:
+    pinned = ["taskset", "-c", str(min(os.sched_getaffinity(0)))]
+    env = {"TOKIO_WORKER_THREADS": "2"}
+    with start_gateway(None, log_dir=tmp_path, prefix=pinned, env=env) as gateway:
+        names = thread_names(gateway.pid)
+        assert "tensorgate-io" not in names, names
+        assert "tensorgate" in names, names
+        assert status_of(f"{gateway.http_url}/v2/health/ready") == 200
+
+
 @pytest.mark.skipif(usable_cpus() < 2, reason="needs two CPUs")
 def test_gateway_on_several_cpus_runs_worker_threads(tmp_path: Path) -> None:
     with start_gateway(None, log_dir=tmp_path) as gateway:

@@ -275,9 +275,12 @@ impl Drop for Gateway {
     }
 }
 
-/// Whether this process may run on one CPU only (its affinity mask or cgroup CPU quota).
+/// Whether this process may run on one CPU only (its affinity mask or cgroup CPU quota), and
+/// no worker count was asked for with `TOKIO_WORKER_THREADS` (which tokio's multi-thread
+/// runtime honours).
 fn one_cpu() -> bool {
-    std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() == 1)
+    std::env::var_os("TOKIO_WORKER_THREADS").is_none()
+        && std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() == 1)
 }
 
 /// The tokio runtime: one worker per CPU, or with a single CPU a current-thread runtime (see
