@@ -86,6 +86,10 @@ pub fn joined<'py, 'a>(
     len: usize,
     parts: impl Iterator<Item = &'a [u8]>,
 ) -> PyResult<Bound<'py, PyBytes>> {
+    if len == 0 {
+        // CPython hands out one shared empty `bytes`; it must not be written to, even emptily.
+        return Ok(PyBytes::new(py, b""));
+    }
     let size = ffi::Py_ssize_t::try_from(len)?;
     // SAFETY: with a null source CPython allocates `size` bytes and leaves them uninitialized.
     let object = unsafe {
