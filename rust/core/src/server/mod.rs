@@ -284,8 +284,8 @@ fn one_cpu() -> bool {
 }
 
 /// The tokio runtime: one worker per CPU, or with a single CPU a current-thread runtime (see
-/// [`drive`]), which spares each request the multi-thread scheduler's parking and cross-thread
-/// wake-ups that have nothing to balance on one CPU (`benches/RESULTS.md`).
+/// [`drive`]): there the multi-thread scheduler has nothing to balance and cost about 20 % more
+/// CPU per proxied request under load (`benches/RESULTS.md`).
 fn runtime(single: bool) -> Result<Arc<tokio::runtime::Runtime>> {
     let mut builder = if single {
         let mut builder = tokio::runtime::Builder::new_current_thread();
