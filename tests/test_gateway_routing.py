@@ -868,6 +868,20 @@ def test_a_port_in_use_fails_naming_the_address(tmp_path: Path, taken: str) -> N
     assert elapsed < 10.0
 
 
+@pytest.mark.parametrize("value", ["0", "many"])
+def test_a_bad_worker_thread_count_fails_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """tokio's ``TOKIO_WORKER_THREADS`` is read by the gateway: a bad value is a one-line error
+    and exit 1, not a panic."""
+    monkeypatch.setenv("TOKIO_WORKER_THREADS", value)
+    result, elapsed, _ = run_serve(tmp_path, None)
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert f'TOKIO_WORKER_THREADS must be a positive integer, not "{value}"' in result.stderr
+    assert "panic" not in result.stderr.lower(), result.stderr
+    assert elapsed < 10.0
+
+
 def test_a_full_python_queue_sheds_with_503(tmp_path: Path) -> None:
     """One worker busy, one call waiting (python_queue_size 1): the next calls are shed at once,
     and the ones admitted still finish."""

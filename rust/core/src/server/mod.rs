@@ -135,8 +135,9 @@ pub struct Gateway {
 impl Gateway {
     /// Binds both ports and starts serving `config`, with in-process models run by `host`.
     pub fn start(config: &GatewayConfig, host: Arc<dyn Host>) -> Result<Self> {
-        let single = one_cpu();
-        let runtime = runtime(single)?;
+        let workers = workers_asked()?;
+        let single = workers.is_none() && one_cpu();
+        let runtime = runtime(single, workers)?;
         let http_listener = bind(&config.host, config.http_port)?;
         let grpc_listener = bind(&config.host, config.grpc_port)?;
         let http_addr = local_addr(&http_listener)?;
@@ -275,18 +276,32 @@ impl Drop for Gateway {
     }
 }
 
-/// Whether this process may run on one CPU only (its affinity mask or cgroup CPU quota), and
-/// no worker count was asked for with `TOKIO_WORKER_THREADS` (which tokio's multi-thread
-/// runtime honours).
+/// Whether this process may run on one CPU only (its affinity mask or cgroup CPU quota).
 fn one_cpu() -> bool {
-    std::env::var_os("TOKIO_WORKER_THREADS").is_none()
-        && std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() == 1)
+    std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() == 1)
+}
+
+/// Worker threads asked for with tokio's own `TOKIO_WORKER_THREADS`, read here so that a bad
+/// value is a startup error rather than a panic inside tokio.
+fn workers_asked() -> Result<Option<usize>> {
+    const NAME: &str = "TOKIO_WORKER_THREADS";
+    let Some(value) = std::env::var_os(NAME) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .and_then(|text| text.trim().parse::<usize>().ok())
+        .filter(|&workers| workers > 0)
+        .map(Some)
+        .ok_or_else(|| {
+            Error::bad_request(format!("{NAME} must be a positive integer, not {value:?}"))
+        })
 }
 
 /// The tokio runtime: one worker per CPU, or with a single CPU a current-thread runtime (see
 /// [`drive`]): there the multi-thread scheduler has nothing to balance and cost about 20 % more
 /// CPU per proxied request under load (`benches/RESULTS.md`).
-fn runtime(single: bool) -> Result<Arc<tokio::runtime::Runtime>> {
+fn runtime(single: bool, workers: Option<usize>) -> Result<Arc<tokio::runtime::Runtime>> {
     let mut builder = if single {
         let mut builder = tokio::runtime::Builder::new_current_thread();
         builder.thread_name("tensorgate-pool");
@@ -294,6 +309,9 @@ fn runtime(single: bool) -> Result<Arc<tokio::runtime::Runtime>> {
     } else {
         let mut builder = tokio::runtime::Builder::new_multi_thread();
         builder.thread_name("tensorgate");
+        if let Some(workers) = workers {
+            builder.worker_threads(workers);
+        }
         builder
     };
     let runtime = builder
