@@ -78,14 +78,16 @@ pub fn copy_contiguous(_py: Python<'_>, buffer: &pyo3::buffer::PyUntypedBuffer) 
     Bytes::copy_from_slice(bytes)
 }
 
-/// A `bytes` of `len` bytes, the concatenation of `parts`, copied with `copy::put` (CPython's
-/// `memcpy` is many times slower for some placements of the two buffers on some hosts) into
-/// memory that is not zero-filled first, as `PyBytes::new_with` would.
-pub fn joined<'py, 'a>(
-    py: Python<'py>,
-    len: usize,
-    parts: impl Iterator<Item = &'a [u8]>,
-) -> PyResult<Bound<'py, PyBytes>> {
+/// A `bytes` holding the concatenation of `parts`, copied with `copy::put` (CPython's `memcpy`
+/// is many times slower for some placements of the two buffers on some hosts) into memory that
+/// is not zero-filled first, as `PyBytes::new_with` would.
+pub fn joined<'py, 'a, I>(py: Python<'py>, parts: I) -> PyResult<Bound<'py, PyBytes>>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+    I::IntoIter: Clone,
+{
+    let parts = parts.into_iter();
+    let len: usize = parts.clone().map(<[u8]>::len).sum();
     if len == 0 {
         // CPython hands out one shared empty `bytes`; it must not be written to, even emptily.
         return Ok(PyBytes::new(py, b""));
@@ -96,7 +98,8 @@ pub fn joined<'py, 'a>(
         Bound::from_owned_ptr_or_err(py, ffi::PyBytes_FromStringAndSize(std::ptr::null(), size))?
     };
     // SAFETY: `object` is a new `bytes` of `len` bytes that nothing else references yet; its
-    // data is written below, through `MaybeUninit`, before Python can see it.
+    // data is written below, through `MaybeUninit`, before Python can see it: `len` is the
+    // parts' total, so they cover every byte.
     let mut rest = unsafe {
         let data = ffi::PyBytes_AsString(object.as_ptr()).cast::<MaybeUninit<u8>>();
         std::slice::from_raw_parts_mut(data, len)
@@ -104,7 +107,5 @@ pub fn joined<'py, 'a>(
     for part in parts {
         copy::put(&mut rest, part);
     }
-    // Bytes the parts did not cover (none, when `len` is their total) are never left unset.
-    rest.fill(MaybeUninit::new(0));
     Ok(object.cast_into::<PyBytes>()?)
 }

@@ -99,7 +99,7 @@ type EncodedBody<'py> = (Bound<'py, PyBytes>, Option<usize>);
 fn encoded<'py>(py: Python<'py>, encoded: &Encoded) -> PyResult<EncodedBody<'py>> {
     let json = std::iter::once(&encoded.json[..]);
     let chunks = encoded.binary.iter().flatten().map(|chunk| &chunk[..]);
-    let body = joined(py, encoded.len(), json.chain(chunks))?;
+    let body = joined(py, json.chain(chunks))?;
     Ok((body, encoded.header_length()))
 }
 
@@ -195,7 +195,7 @@ fn encode_v1_request<'py>(
     request: &InferRequest,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let body = detached(py, || v1::encode_request(&request.inner))?;
-    joined(py, body.len(), std::iter::once(&body[..]))
+    joined(py, [&body[..]])
 }
 
 /// Decodes a V1 `{"predictions": ...}` response of model `model_name`.
@@ -219,7 +219,7 @@ fn encode_v1_response<'py>(
     response: &InferResponse,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let body = detached(py, || v1::encode_response(&response.inner))?;
-    joined(py, body.len(), std::iter::once(&body[..]))
+    joined(py, [&body[..]])
 }
 
 /// Decodes a serialized `inference.ModelInferRequest`; raw contents stay zero-copy.
@@ -249,7 +249,7 @@ fn encode_grpc_request<'py>(
         .unwrap_or_default();
     let model_version = model_version.or(request.inner.model_version.as_deref());
     let body = py.detach(|| grpc::encode_request(&request.inner, model_name, model_version));
-    joined(py, body.len(), std::iter::once(&body[..]))
+    joined(py, [&body[..]])
 }
 
 /// Decodes a serialized `inference.ModelInferResponse`.
@@ -272,7 +272,7 @@ fn encode_grpc_response<'py>(
     response: &InferResponse,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let body = py.detach(|| grpc::encode_response(&response.inner));
-    joined(py, body.len(), std::iter::once(&body[..]))
+    joined(py, [&body[..]])
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -99,8 +99,9 @@ const DRAIN_BYTES: usize = 64 * 1024;
 
 /// Reads what has already arrived of a request body, without waiting for more: `true` when that
 /// was all of it, within `DRAIN_BYTES` (at once for a body that was read). A body left unread
-/// (an unknown model, a body over the limit) is drained here when it has arrived whole. Otherwise hyper closes the connection after the answer, without saying so,
-/// and a client reusing it would see a reset; the caller says `Connection: close`.
+/// (an unknown model, a body over the limit) is drained here when it has arrived whole.
+/// Otherwise hyper closes the connection after the answer, without saying so, and a client
+/// reusing it would see a reset; the caller says `Connection: close`.
 fn drain_arrived(body: &mut Incoming) -> bool {
     let mut context = Context::from_waker(Waker::noop());
     let mut drained = 0usize;
