@@ -12,14 +12,33 @@
 //!
 //! A batch smaller than `n_min` leaves requests piling up behind it, so waiting for more rows
 //! pays; a batch of `n_min` or more does not get faster by growing, so waiting only adds latency.
-//! The batcher therefore sends as soon as it holds `n_min` rows (or `max_batch_size`), and in any
-//! case when the oldest request's age plus the predicted latency of the batch would pass
-//! `target_latency`. At low load `n_min` is below one row and nothing waits at all; as load
-//! grows, batches grow just enough for the backend to keep up. Until the backend has answered
-//! batches of two different sizes there is no fit, and batches are sent without waiting (they
-//! still grow while every in-flight slot is busy).
+//! At low load `n_min` is below one row and nothing waits at all; as load grows, batches grow
+//! just enough for the backend to keep up.
+//!
+//! The arrival rate alone misleads with callers in a closed loop (each sends again once
+//! answered: benchmark clients, pipeline stages, a fixed pool of workers). Their rate is set by
+//! the batch size itself, `λ = k · n / latency(n)`, so whatever size the batcher starts with
+//! passes as the keep-up size, and batches stay as small as they began (measured: 11 rows with
+//! 32 callers, a third of the throughput the backend had to give). Two more rules cover it:
+//!
+//! - **Rows owed.** The rows of answered batches are owed back until as many rows have arrived,
+//!   and a batch at the backend that will answer soon brings its rows back too. While any rows
+//!   are coming back, a batch waits even at `n_min`: the callers answered are about to send again.
+//! - **Rows worth waiting for.** Waiting `w` for `m` more rows lowers the backend's cost per row
+//!   exactly while `w < m · fixed / n` (the per-row costs cancel out). A batch of `n` waits for
+//!   the rows coming back, or for one more row, only that long after the last arrival, answer or
+//!   expected answer: past that they have stopped coming (an open-loop caller that left, or a
+//!   caller that is not coming back), and a batch sent then forgets what was owed.
+//!
+//! In every case the batch is sent when it holds `max_batch_size` rows, or when the oldest
+//! request's age plus the predicted latency of the batch would pass `target_latency`. Until
+//! the backend has answered batches of two different sizes there is no fit, and batches are
+//! sent without waiting (they still grow while every in-flight slot is busy).
+//! `simulated_load` checks these rules in virtual time against closed and open loops.
 
 use std::time::{Duration, Instant};
+
+use super::policy::Policy;
 
 /// Weight kept by old measurements at each new one (about the last 50 batches count).
 const LATENCY_DECAY: f64 = 0.98;
@@ -103,6 +122,11 @@ impl ArrivalRate {
         self.last = Some(now);
     }
 
+    /// When the last row arrived.
+    pub fn last(&self) -> Option<Instant> {
+        self.last
+    }
+
     pub fn rows_per_second(&self) -> Option<f64> {
         self.gap.filter(|gap| *gap > 0.0).map(|gap| 1.0 / gap)
     }
@@ -121,6 +145,15 @@ pub fn keep_up_rows(fit: Fit, rate: f64, inflight: usize, max: usize) -> usize {
     } else {
         (rows as usize).max(1)
     }
+}
+
+/// How long a batch of `rows` may wait for `more` rows (at least one). Sending `n` rows costs
+/// the backend `fixed + per_row · n`; waiting `w` for `m` more lowers the cost per row exactly
+/// while `w < m · fixed / n` (the per-row costs cancel out).
+pub fn worth_waiting(fit: Fit, rows: usize, more: usize) -> Duration {
+    let seconds = fit.fixed * more.max(1) as f64 / rows.max(1) as f64;
+    // Capped so that a deadline built from it stays a representable `Instant`.
+    Duration::try_from_secs_f64(seconds).map_or(Policy::MAX_WAIT, |w| w.min(Policy::MAX_WAIT))
 }
 
 #[cfg(test)]
@@ -180,5 +213,22 @@ mod tests {
         assert_eq!(keep_up_rows(fit, 5000.0, 2, 32), 6);
         // Past the backend's capacity only the largest batch will do.
         assert_eq!(keep_up_rows(fit, 60_000.0, 1, 32), 32);
+    }
+
+    #[test]
+    fn waiting_pays_while_it_costs_less_than_the_rows_it_brings_share() {
+        let fit = Fit {
+            fixed: 0.002,
+            per_row: 0.000_02,
+        };
+        // Two more rows for a batch of four: 2 × 2 ms / 4.
+        assert_eq!(worth_waiting(fit, 4, 2), ms(1.0));
+        // Nothing known to be coming: one more row.
+        assert_eq!(worth_waiting(fit, 4, 0), ms(0.5));
+        let slow = Fit {
+            fixed: 1e12,
+            per_row: 0.0,
+        };
+        assert_eq!(worth_waiting(slow, 1, usize::MAX), Policy::MAX_WAIT);
     }
 }

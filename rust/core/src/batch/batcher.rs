@@ -293,6 +293,8 @@ impl Batcher {
             .filter(|m| !m.reply.is_closed() && m.ticket.advance(TAKEN))
             .collect();
         if members.is_empty() {
+            // The queue counts every batch it formed until it is answered.
+            self.state().queue.record_batch(0, None, Instant::now());
             return;
         }
         let rows: Vec<usize> = members.iter().map(|m| m.rows).collect();
@@ -301,13 +303,18 @@ impl Batcher {
         let upstream = sent.elapsed();
         match result {
             Ok(pieces) => {
-                self.state().queue.record_batch(rows.iter().sum(), upstream);
+                self.state()
+                    .queue
+                    .record_batch(rows.iter().sum(), Some(upstream), sent + upstream);
                 for (member, response) in members.into_iter().zip(pieces) {
                     // A member that left no longer wants its share.
                     let _ = member.reply.send(Ok(Reply { response, upstream }));
                 }
             }
             Err(error) => {
+                self.state()
+                    .queue
+                    .record_batch(rows.iter().sum(), None, sent + upstream);
                 for member in members {
                     let _ = member.reply.send(Err(error.clone()));
                 }

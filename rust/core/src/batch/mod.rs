@@ -13,6 +13,8 @@ pub mod merge;
 pub mod policy;
 pub mod queue;
 mod rows;
+#[cfg(test)]
+mod simulated_load;
 
 pub use batcher::{Batcher, BatcherStats, Batchers, Reply, Sender};
 pub use policy::{Delay, Policy};

@@ -3,7 +3,7 @@
 //! gateway and `tensorgate.Batcher` form batches the same way.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::adaptive::{self, ArrivalRate, LatencyModel};
 use super::policy::{Delay, Policy};
@@ -41,6 +41,14 @@ pub struct Queue<T> {
     members: VecDeque<T>,
     latency: LatencyModel,
     arrivals: ArrivalRate,
+    /// When the last batch was answered: callers that send again once answered arrive soon after.
+    answered: Option<Instant>,
+    /// Rows answered since as many rows arrived: callers that send again once answered (a
+    /// closed loop) bring them back soon.
+    owed: usize,
+    /// The batches at the backend, oldest first: when each is expected back, and its rows
+    /// (auto delays).
+    sent: VecDeque<(Instant, usize)>,
 }
 
 /// The oldest member's batch as it stands: the positions of its members and their row totals.
@@ -65,6 +73,9 @@ impl<T: Member> Queue<T> {
             members: VecDeque::new(),
             latency: LatencyModel::default(),
             arrivals: ArrivalRate::default(),
+            answered: None,
+            owed: 0,
+            sent: VecDeque::new(),
         }
     }
 
@@ -98,25 +109,51 @@ impl<T: Member> Queue<T> {
             }
         }
         self.arrivals.record(member.rows(), now);
+        self.owed = self.owed.saturating_sub(member.rows());
         self.members.push_back(member);
         Ok(())
     }
 
-    /// Feeds the adaptive delay: the backend took `latency` for a batch of `rows`.
-    pub fn record_batch(&mut self, rows: usize, latency: std::time::Duration) {
-        self.latency.record(rows, latency);
+    /// Feeds the adaptive delay: a batch of `rows` was answered at `answered`, after `latency`
+    /// at the backend when it succeeded (a failure says nothing about the backend's speed).
+    pub fn record_batch(&mut self, rows: usize, latency: Option<Duration>, answered: Instant) {
+        if let Some(latency) = latency {
+            self.latency.record(rows, latency);
+        }
+        self.answered = Some(self.answered.map_or(answered, |last| last.max(answered)));
+        self.owed += rows;
+        self.sent.pop_front();
     }
 
-    /// The next batch, when one is due. Call it when a batch slot is free.
+    /// The next batch, when one is due. Call it when a batch slot is free, and answer every
+    /// batch it hands out with [`Queue::record_batch`].
     pub fn next(&mut self, now: Instant) -> Decision<T> {
         while self.members.front().is_some_and(Member::is_gone) {
             self.members.pop_front();
+        }
+        if let Delay::Auto { target_latency } = self.policy.delay {
+            // A batch overdue by a whole latency target is no guide to when rows come back.
+            while self
+                .sent
+                .front()
+                .is_some_and(|&(back, _)| back + target_latency < now)
+            {
+                self.sent.pop_front();
+            }
         }
         let Some(candidate) = self.candidate() else {
             return Decision::Idle;
         };
         match self.due(&candidate, now) {
-            Ok(rows) => Decision::Dispatch(self.take(&candidate, rows)),
+            Ok(rows) => {
+                // The rows owed arrived, stopped coming, or are left for the next batch (this one
+                // is full or due): either way they no longer hold a batch back.
+                self.owed = 0;
+                if let (Delay::Auto { .. }, Some(fit)) = (self.policy.delay, self.latency.fit()) {
+                    self.sent.push_back((now + fit.latency(rows), rows));
+                }
+                Decision::Dispatch(self.take(&candidate, rows))
+            }
             Err(at) => Decision::WaitUntil(at),
         }
     }
@@ -177,12 +214,34 @@ impl<T: Member> Queue<T> {
                 let max = self.policy.max_batch_size;
                 let wanted =
                     adaptive::keep_up_rows(fit, rate, self.policy.max_inflight_batches, max);
-                if rows >= wanted {
+                // A batch at the backend that answers soon enough brings its callers back:
+                // waiting for them pays like waiting for any rows (see `worth_waiting`).
+                let (back, returning) = match self.sent.front() {
+                    Some(&(back, sent_rows))
+                        if back.saturating_duration_since(now)
+                            < adaptive::worth_waiting(fit, rows, sent_rows) =>
+                    {
+                        (Some(back), sent_rows)
+                    }
+                    _ => (None, 0),
+                };
+                if rows >= wanted && self.owed + returning == 0 {
                     return Ok(rows);
                 }
-                (oldest + target_latency)
-                    .checked_sub(fit.latency(wanted))
-                    .unwrap_or(oldest)
+                let expected = wanted.max((rows + self.owed + returning).min(max));
+                let on_target = (oldest + target_latency)
+                    .checked_sub(fit.latency(expected))
+                    .unwrap_or(oldest);
+                // Rows come while requests arrive or answers go out (callers that were answered
+                // send again); once neither happened for a while, more rows are not coming.
+                let stirred = self
+                    .arrivals
+                    .last()
+                    .max(self.answered)
+                    .max(back)
+                    .unwrap_or(oldest);
+                let coming = self.owed + returning;
+                on_target.min(stirred + adaptive::worth_waiting(fit, rows, coming))
             }
         };
         if now >= deadline {
@@ -439,9 +498,11 @@ mod tests {
             ..policy(32, 0)
         });
         for rows in [1, 8, 16, 32] {
-            f.queue
-                .record_batch(rows, Duration::from_micros(2000 + 20 * rows as u64));
+            let latency = Duration::from_micros(2000 + 20 * rows as u64);
+            f.queue.record_batch(rows, Some(latency), f.start);
         }
+        // Those batches' callers came back long ago.
+        f.queue.owed = 0;
         // Rows arrive every 0.2 ms (5000/s): batches of 12 keep up with one slot.
         let every = |i: u64| Duration::from_micros(200 * i);
         for i in 0..4 {
@@ -449,12 +510,10 @@ mod tests {
         }
         f.push_at("a", 1, every(4));
         match f.queue.next(f.start + every(4)) {
-            // Target 50 ms minus the predicted 2.24 ms for 12 rows, from the oldest's arrival.
+            // Well within the target (50 ms minus the predicted 2.24 ms for 12 rows); the next
+            // row is worth waiting for while it comes within the fixed cost (2 ms) of the last.
             Decision::WaitUntil(at) => {
-                assert_eq!(
-                    at,
-                    f.start + every(4) + Duration::from_micros(50_000 - 2_240)
-                );
+                assert_eq!(at, f.start + every(4) + Duration::from_millis(2));
             }
             other => panic!("{other:?}"),
         }
@@ -462,5 +521,62 @@ mod tests {
             f.push_at("a", 1, every(i));
         }
         assert_eq!(f.dispatched(4).len(), 12);
+    }
+
+    #[test]
+    fn auto_delay_stops_waiting_for_callers_that_left() {
+        let mut f = Fixture::new(Policy {
+            delay: Delay::Auto {
+                target_latency: Duration::from_millis(50),
+            },
+            ..policy(32, 0)
+        });
+        for rows in [1, 2] {
+            let latency = Duration::from_micros(2000 + 20 * rows as u64);
+            f.queue.record_batch(rows, Some(latency), f.start);
+        }
+        for at in [0, 5] {
+            f.queue
+                .arrivals
+                .record(1, f.start + Duration::from_millis(at));
+        }
+        // Three rows were answered and one caller comes back, 10 ms later. Waiting for the two
+        // others pays for twice the fixed cost (2 ms) over one row: 4 ms. Then it goes alone.
+        f.push("a", 1, 10);
+        match f.next(10) {
+            Decision::WaitUntil(at) => assert_eq!(at, f.start + Duration::from_millis(14)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(f.dispatched(14), vec![0]);
+        // From then on nothing is owed beyond what comes back: a lone caller goes at once.
+        f.queue.record_batch(
+            1,
+            Some(Duration::from_micros(2020)),
+            f.start + Duration::from_millis(15),
+        );
+        f.push("a", 1, 20);
+        assert_eq!(f.dispatched(20), vec![1]);
+    }
+
+    #[test]
+    fn auto_delay_forgets_batches_never_answered() {
+        let mut f = Fixture::new(Policy {
+            delay: Delay::Auto {
+                target_latency: Duration::from_millis(50),
+            },
+            ..policy(4, 0)
+        });
+        for rows in [1, 4] {
+            let latency = Duration::from_micros(2000 + 20 * rows as u64);
+            f.queue.record_batch(rows, Some(latency), f.start);
+        }
+        for at in 0..4 {
+            f.push("a", 1, at);
+        }
+        // A full batch goes; its answer never reaches the queue (say the task was dropped).
+        assert_eq!(f.dispatched(4).len(), 4);
+        // Long after it was due, a lone caller is not held back waiting for its rows.
+        f.push("a", 1, 400);
+        assert_eq!(f.dispatched(400), vec![4]);
     }
 }

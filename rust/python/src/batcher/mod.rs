@@ -482,19 +482,27 @@ impl Shared {
     ) {
         let shares = outputs
             .and_then(|outputs| split_outputs(py, &self.errors, outputs.bind(py), &members.rows));
+        {
+            // Before the callers hear back: a caller that submits again at once pays back rows
+            // the queue already counts as owed.
+            let mut state = self.lock();
+            let ran = (!took.is_zero()).then_some(took);
+            state
+                .queue
+                .record_batch(members.rows.iter().sum(), ran, Instant::now());
+            if let Some(took) = ran {
+                state.cost = Some(match state.cost {
+                    Some(cost) => cost.mul_f64(0.8) + took.mul_f64(0.2),
+                    None => took,
+                });
+            }
+        }
         match shares {
             Ok(shares) => resolve(py, members.waiters, shares.into_iter().map(Ok), here),
             Err(error) => fail_all(py, members.waiters, &error, here),
         }
         let mut state = self.lock();
         state.inflight -= 1;
-        if !took.is_zero() {
-            state.queue.record_batch(members.rows.iter().sum(), took);
-            state.cost = Some(match state.cost {
-                Some(cost) => cost.mul_f64(0.8) + took.mul_f64(0.2),
-                None => took,
-            });
-        }
         if state.closed || !state.handoff.is_empty() {
             self.work.notify_all();
         }
