@@ -377,6 +377,22 @@ mod tests {
         }
     }
 
+    /// A queue with an auto delay (target 50 ms) whose backend answered batches of `sizes`
+    /// rows in 2 ms + 20 µs per row.
+    fn auto_fixture(max: usize, sizes: &[usize]) -> Fixture {
+        let mut f = Fixture::new(Policy {
+            delay: Delay::Auto {
+                target_latency: Duration::from_millis(50),
+            },
+            ..policy(max, 0)
+        });
+        for &rows in sizes {
+            let latency = Duration::from_micros(2000 + 20 * rows as u64);
+            f.queue.record_batch(rows, Some(latency), f.start);
+        }
+        f
+    }
+
     #[test]
     fn waits_for_the_delay_then_sends_what_it_has() {
         let mut f = Fixture::new(policy(8, 5));
@@ -479,28 +495,14 @@ mod tests {
 
     #[test]
     fn auto_delay_sends_at_once_without_measurements() {
-        let mut f = Fixture::new(Policy {
-            delay: Delay::Auto {
-                target_latency: Duration::from_millis(50),
-            },
-            ..policy(32, 0)
-        });
+        let mut f = auto_fixture(32, &[]);
         f.push("a", 1, 0);
         assert_eq!(f.dispatched(0), vec![0]);
     }
 
     #[test]
     fn auto_delay_waits_for_a_batch_that_keeps_up() {
-        let mut f = Fixture::new(Policy {
-            delay: Delay::Auto {
-                target_latency: Duration::from_millis(50),
-            },
-            ..policy(32, 0)
-        });
-        for rows in [1, 8, 16, 32] {
-            let latency = Duration::from_micros(2000 + 20 * rows as u64);
-            f.queue.record_batch(rows, Some(latency), f.start);
-        }
+        let mut f = auto_fixture(32, &[1, 8, 16, 32]);
         // Those batches' callers came back long ago.
         f.queue.owed = 0;
         // Rows arrive every 0.2 ms (5000/s): batches of 12 keep up with one slot.
@@ -525,16 +527,7 @@ mod tests {
 
     #[test]
     fn auto_delay_stops_waiting_for_callers_that_left() {
-        let mut f = Fixture::new(Policy {
-            delay: Delay::Auto {
-                target_latency: Duration::from_millis(50),
-            },
-            ..policy(32, 0)
-        });
-        for rows in [1, 2] {
-            let latency = Duration::from_micros(2000 + 20 * rows as u64);
-            f.queue.record_batch(rows, Some(latency), f.start);
-        }
+        let mut f = auto_fixture(32, &[1, 2]);
         for at in [0, 5] {
             f.queue
                 .arrivals
@@ -560,16 +553,7 @@ mod tests {
 
     #[test]
     fn auto_delay_forgets_batches_never_answered() {
-        let mut f = Fixture::new(Policy {
-            delay: Delay::Auto {
-                target_latency: Duration::from_millis(50),
-            },
-            ..policy(4, 0)
-        });
-        for rows in [1, 4] {
-            let latency = Duration::from_micros(2000 + 20 * rows as u64);
-            f.queue.record_batch(rows, Some(latency), f.start);
-        }
+        let mut f = auto_fixture(4, &[1, 4]);
         for at in 0..4 {
             f.push("a", 1, at);
         }
