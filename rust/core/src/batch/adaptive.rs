@@ -21,9 +21,11 @@
 //! passes as the keep-up size, and batches stay as small as they began (measured: 11 rows with
 //! 32 callers, a third of the throughput the backend had to give). Two more rules cover it:
 //!
-//! - **Rows owed.** The rows of answered batches are owed back until as many rows have arrived,
-//!   and a batch at the backend that will answer soon brings its rows back too. While any rows
-//!   are coming back, a batch waits even at `n_min`: the callers answered are about to send again.
+//! - **Rows owed.** Once the load needs batches of more than one row (`n_min > 1`; under
+//!   lighter load nothing waits, whether callers come back or not), the rows of answered batches
+//!   are owed back until as many rows have arrived, and a batch at the backend that will answer
+//!   soon brings its rows back too. While any rows are coming back, a batch waits even at
+//!   `n_min`: the callers answered are about to send again.
 //! - **Rows worth waiting for.** Waiting `w` for `m` more rows lowers the backend's cost per row
 //!   exactly while `w < m · fixed / n` (the per-row costs cancel out). A batch of `n` waits for
 //!   the rows coming back, or for one more row, only that long after the last arrival, answer or

@@ -486,7 +486,8 @@ impl Shared {
             // Before the callers hear back: a caller that submits again at once pays back rows
             // the queue already counts as owed.
             let mut state = self.lock();
-            let ran = (!took.is_zero()).then_some(took);
+            // Only a success says how fast `fn` is.
+            let ran = (shares.is_ok() && !took.is_zero()).then_some(took);
             state
                 .queue
                 .record_batch(members.rows.iter().sum(), ran, Instant::now());
