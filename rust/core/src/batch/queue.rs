@@ -207,45 +207,10 @@ impl<T: Member> Queue<T> {
         let deadline = match self.policy.delay {
             Delay::Fixed(delay) => oldest + delay,
             Delay::Auto { target_latency } => {
-                let (Some(fit), Some(rate)) = (self.latency.fit(), self.arrivals.rows_per_second())
-                else {
-                    return Ok(rows);
-                };
-                let max = self.policy.max_batch_size;
-                let wanted =
-                    adaptive::keep_up_rows(fit, rate, self.policy.max_inflight_batches, max);
-                if wanted <= 1 {
-                    // Batches of one keep up: whether or not callers come back, nobody waits.
-                    return Ok(rows);
+                match self.auto_deadline(rows, oldest, target_latency, now) {
+                    Some(deadline) => deadline,
+                    None => return Ok(rows),
                 }
-                // A batch at the backend that answers soon enough brings its callers back:
-                // waiting for them pays like waiting for any rows (see `worth_waiting`).
-                let (back, returning) = match self.sent.front() {
-                    Some(&(back, sent_rows))
-                        if back.saturating_duration_since(now)
-                            < adaptive::worth_waiting(fit, rows, sent_rows) =>
-                    {
-                        (Some(back), sent_rows)
-                    }
-                    _ => (None, 0),
-                };
-                if rows >= wanted && self.owed + returning == 0 {
-                    return Ok(rows);
-                }
-                let expected = wanted.max((rows + self.owed + returning).min(max));
-                let on_target = (oldest + target_latency)
-                    .checked_sub(fit.latency(expected))
-                    .unwrap_or(oldest);
-                // Rows come while requests arrive or answers go out (callers that were answered
-                // send again); once neither happened for a while, more rows are not coming.
-                let stirred = self
-                    .arrivals
-                    .last()
-                    .max(self.answered)
-                    .max(back)
-                    .unwrap_or(oldest);
-                let coming = self.owed + returning;
-                on_target.min(stirred + adaptive::worth_waiting(fit, rows, coming))
             }
         };
         if now >= deadline {
@@ -253,6 +218,53 @@ impl<T: Member> Queue<T> {
         } else {
             Err(deadline)
         }
+    }
+
+    /// When a batch of `rows` (the oldest queued at `oldest`) should go under the adaptive
+    /// delay, or `None` for now (see [`adaptive`] for the rules).
+    fn auto_deadline(
+        &self,
+        rows: usize,
+        oldest: Instant,
+        target_latency: Duration,
+        now: Instant,
+    ) -> Option<Instant> {
+        let fit = self.latency.fit()?;
+        let rate = self.arrivals.rows_per_second()?;
+        let max = self.policy.max_batch_size;
+        let wanted = adaptive::keep_up_rows(fit, rate, self.policy.max_inflight_batches, max);
+        if wanted <= 1 {
+            // Batches of one keep up: whether or not callers come back, nobody waits.
+            return None;
+        }
+        // A batch at the backend that answers soon enough brings its callers back: waiting for
+        // them pays like waiting for any rows (see `worth_waiting`).
+        let (back, returning) = match self.sent.front() {
+            Some(&(back, sent_rows))
+                if back.saturating_duration_since(now)
+                    < adaptive::worth_waiting(fit, rows, sent_rows) =>
+            {
+                (Some(back), sent_rows)
+            }
+            _ => (None, 0),
+        };
+        let coming = self.owed + returning;
+        if rows >= wanted && coming == 0 {
+            return None;
+        }
+        let expected = wanted.max((rows + coming).min(max));
+        let on_target = (oldest + target_latency)
+            .checked_sub(fit.latency(expected))
+            .unwrap_or(oldest);
+        // Rows come while requests arrive or answers go out (callers that were answered send
+        // again); once neither happened for a while, more rows are not coming.
+        let stirred = self
+            .arrivals
+            .last()
+            .max(self.answered)
+            .max(back)
+            .unwrap_or(oldest);
+        Some(on_target.min(stirred + adaptive::worth_waiting(fit, rows, coming)))
     }
 
     /// Removes the candidate's members up to `rows` rows from the queue, in order.
