@@ -27,7 +27,8 @@
 //!   soon brings its rows back too. While any rows are coming back, a batch waits even at
 //!   `n_min`: the callers answered are about to send again.
 //! - **Rows worth waiting for.** Waiting `w` for `m` more rows lowers the backend's cost per row
-//!   exactly while `w < m · fixed / n` (the per-row costs cancel out). A batch of `n` waits for
+//!   exactly while `w < m · fixed / n` (the per-row costs cancel out; the wait counts as backend
+//!   time, exact for a backend that runs one batch at a time). A batch of `n` waits for
 //!   the rows coming back, or for one more row, only that long after the last arrival, answer or
 //!   expected answer: past that they have stopped coming (an open-loop caller that left, or a
 //!   caller that is not coming back), and a batch sent then forgets what was owed.
