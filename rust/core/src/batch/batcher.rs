@@ -301,20 +301,19 @@ impl Batcher {
         self.observe(&members, &rows, sent);
         let result = Self::send(&mut members, &rows, sender).await;
         let upstream = sent.elapsed();
+        // Before the members hear back; only a success says how fast the backend is.
+        let latency = result.is_ok().then_some(upstream);
+        self.state()
+            .queue
+            .record_batch(rows.iter().sum(), latency, sent + upstream);
         match result {
             Ok(pieces) => {
-                self.state()
-                    .queue
-                    .record_batch(rows.iter().sum(), Some(upstream), sent + upstream);
                 for (member, response) in members.into_iter().zip(pieces) {
                     // A member that left no longer wants its share.
                     let _ = member.reply.send(Ok(Reply { response, upstream }));
                 }
             }
             Err(error) => {
-                self.state()
-                    .queue
-                    .record_batch(rows.iter().sum(), None, sent + upstream);
                 for member in members {
                     let _ = member.reply.send(Err(error.clone()));
                 }
