@@ -85,7 +85,8 @@ fn aliases(dst: *mut u8, src: *const u8) -> bool {
 #[derive(Debug)]
 pub struct AliasSafe<'a, B>(pub &'a mut B);
 
-// The crate's one `unsafe`: `BufMut` is an unsafe trait. SAFETY: every method delegates to the
+// One of the crate's two `unsafe`s (the other formats floats in place, `codec::json_write`):
+// `BufMut` is an unsafe trait. SAFETY: every method delegates to the
 // wrapped `BufMut` (`put_slice` and `put` through its safe `put_slice`), whose contract holds.
 #[allow(unsafe_code)]
 unsafe impl<B: Reserve> BufMut for AliasSafe<'_, B> {

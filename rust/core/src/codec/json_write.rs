@@ -56,9 +56,35 @@ pub fn int(out: &mut Vec<u8>, value: impl itoa::Integer) {
 }
 
 macro_rules! float_writer {
-    ($name:ident, $text:ident, $ty:ty) => {
+    ($name:ident, $put:ident, $text:ident, $ty:ty) => {
         pub fn $name(out: &mut Vec<u8>, value: $ty) {
             out.extend_from_slice($text(&mut zmij::Buffer::new(), value));
+        }
+
+        /// Writes the float's text at the start of `dst` and returns its length. A finite float
+        /// is formatted in place when `dst` has room for a `zmij::Buffer`, as orjson does:
+        /// copying each text out of zmij's own buffer was 3-4 % of float encoding.
+        fn $put(dst: &mut [u8], value: $ty) -> usize {
+            const { assert!(std::mem::align_of::<zmij::Buffer>() == 1) };
+            if !value.is_finite() || dst.len() < std::mem::size_of::<zmij::Buffer>() {
+                return put(dst, $text(&mut zmij::Buffer::new(), value));
+            }
+            let start = dst.as_mut_ptr();
+            // SAFETY: `zmij::Buffer` is an array of `MaybeUninit<u8>` (alignment 1, asserted
+            // above) and `dst` holds at least its size of initialized bytes; `dst` is not used
+            // until the buffer and its text are dead.
+            #[allow(unsafe_code)]
+            let (at, len) = unsafe {
+                let text = (*start.cast::<zmij::Buffer>()).format_finite(value);
+                (text.as_ptr(), text.len())
+            };
+            // `format_finite` writes from the start of its buffer; should a version place the
+            // text elsewhere in it, the text is moved to the start.
+            let offset = at as usize - start as usize;
+            if offset != 0 {
+                dst.copy_within(offset..offset + len, 0);
+            }
+            len
         }
 
         /// The JSON text of a float: zmij's shortest round-trip form, or a non-finite token.
@@ -76,8 +102,8 @@ macro_rules! float_writer {
     };
 }
 
-float_writer!(float32, float32_text, f32);
-float_writer!(float64, float64_text, f64);
+float_writer!(float32, put_f32, float32_text, f32);
+float_writer!(float64, put_f64, float64_text, f64);
 
 pub fn parameters(out: &mut Vec<u8>, parameters: &Parameters) {
     parameter_entries(
@@ -214,10 +240,14 @@ pub(crate) fn fixed_elements(out: &mut Vec<u8>, datatype: DataType, raw: &[u8]) 
     Ok(())
 }
 
+/// Elements whose window is zeroed at once by [`each`]: a few KiB, well inside L1.
+const ZEROED_BLOCK: usize = 128;
+
 /// Writes each `N`-byte element of `raw`, comma separated, with `write`, which puts the
 /// element's text at the start of the window it is given and returns its length. `out` is grown
-/// once by `width` (the longest text plus its comma) per element and trimmed after: appending
-/// each text instead (a `memcpy` call of its length) was a third of float encoding.
+/// by `width` (the longest text plus its comma) per element, a block at a time, and trimmed
+/// after: appending each text instead (a `memcpy` call of its length) was a third of float
+/// encoding.
 fn each<const N: usize>(
     out: &mut Vec<u8>,
     width: usize,
@@ -226,28 +256,27 @@ fn each<const N: usize>(
 ) {
     let (chunks, _) = raw.as_chunks::<N>();
     let mut end = out.len();
-    out.resize(end + chunks.len() * width + MAX_ELEMENT, 0);
-    for (i, chunk) in chunks.iter().enumerate() {
-        // Never taken while `width` bounds every text; a text it misses costs a resize, not a
-        // panic.
-        if out.len() - end < MAX_ELEMENT {
-            out.resize(end + MAX_ELEMENT, 0);
+    out.reserve(chunks.len() * width + MAX_ELEMENT);
+    let mut first = true;
+    // The window is zeroed a block at a time, just ahead of the writes: zeroing it all at once
+    // streamed megabytes through the cache twice (6 % of float encoding).
+    for block in chunks.chunks(ZEROED_BLOCK) {
+        out.resize(end + block.len() * width + MAX_ELEMENT, 0);
+        for chunk in block {
+            // Never taken while `width` bounds every text; a text it misses costs a resize,
+            // not a panic.
+            if out.len() - end < MAX_ELEMENT {
+                out.resize(end + MAX_ELEMENT, 0);
+            }
+            if !first {
+                out[end] = b',';
+                end += 1;
+            }
+            first = false;
+            end += write(&mut out[end..], *chunk);
         }
-        if i > 0 {
-            out[end] = b',';
-            end += 1;
-        }
-        end += write(&mut out[end..], *chunk);
     }
     out.truncate(end);
-}
-
-fn put_f32(dst: &mut [u8], value: f32) -> usize {
-    put(dst, float32_text(&mut zmij::Buffer::new(), value))
-}
-
-fn put_f64(dst: &mut [u8], value: f64) -> usize {
-    put(dst, float64_text(&mut zmij::Buffer::new(), value))
 }
 
 fn put_int(dst: &mut [u8], value: impl itoa::Integer) -> usize {
@@ -354,6 +383,34 @@ mod tests {
             assert_eq!(text(datatype, &raw), expected, "{datatype}");
         }
         assert_eq!(text(DataType::Fp32, &[]), "x");
+    }
+
+    /// Floats formatted in place, over several zeroed blocks, read exactly as zmij's own texts.
+    #[test]
+    fn floats_written_in_place_match_zmij() {
+        fn appended<T: Copy>(values: &[T], append: fn(&mut Vec<u8>, T)) -> String {
+            let mut out = b"x".to_vec();
+            for (i, &v) in values.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                append(&mut out, v);
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        }
+        let f32s: Vec<f32> = (0..3 * super::ZEROED_BLOCK + 7)
+            .map(|i| (i as f32 - 100.0).powi(3) / 7e5)
+            .chain([f32::MIN_POSITIVE, -f32::MAX, 1e-7, 1.5e13, -0.0, f32::NAN])
+            .collect();
+        let f64s: Vec<f64> = f32s.iter().map(|&v| f64::from(v) / 3.0).collect();
+        assert_eq!(
+            text(DataType::Fp32, &le(f32s.iter().map(|v| v.to_le_bytes()))),
+            appended(&f32s, super::float32)
+        );
+        assert_eq!(
+            text(DataType::Fp64, &le(f64s.iter().map(|v| v.to_le_bytes()))),
+            appended(&f64s, super::float64)
+        );
     }
 
     /// Every FP16 and BF16 value, and FP32 values across the plain-decimal range, fit the width.
