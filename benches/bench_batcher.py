@@ -1,7 +1,7 @@
 """In-process batcher benchmark (issue 4): ``tensorgate.Batcher`` against a plain asyncio
 batcher in Ray Serve's ``@serve.batch`` pattern, on the same function, in the same run.
 
-    taskset -c 0 python benches/bench_batcher.py [--requests 20000] [--rounds 5]
+    taskset -c 0 python benches/bench_batcher.py [--requests 20000] [--rounds 5] [--loop uvloop]
 
 The baseline (``AsyncioBatcher`` below) is what Ray Serve does: an ``asyncio.Queue`` of
 ``(inputs, future)``, a batching task that takes the first request, then waits on an
@@ -9,7 +9,8 @@ The baseline (``AsyncioBatcher`` below) is what Ray Serve does: an ``asyncio.Que
 up to ``max_batch_size``, ``np.concatenate`` of the inputs, one call, ``np.split`` of the
 outputs and ``set_result`` on each future.
 
-``concurrency`` async callers on one event loop (the default asyncio loop) each send requests
+``concurrency`` async callers on one event loop (the default asyncio loop, or uvloop with
+``--loop uvloop``: both batchers on the same loop) each send requests
 of one ``[1, 16]`` FP32 row in a loop until ``--requests`` were answered; every answer is
 checked. Two functions: ``trivial`` (``x * 2``: the batcher's overhead is all there is) and
 ``fixed`` (a 100 µs busy wait per call plus ``x * 2``, like a small model). ``per request`` is
@@ -30,8 +31,8 @@ import contextlib
 import inspect
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -126,6 +127,16 @@ class Timed:
 
 
 Submit = Callable[[Mapping[str, Array]], Awaitable[Arrays]]
+T = TypeVar("T")
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Runs `main` on a new event loop of the kind chosen with ``--loop``."""
+    with asyncio.Runner(loop_factory=LOOP_FACTORY) as runner:
+        return runner.run(main)
+
+
+LOOP_FACTORY: Callable[[], asyncio.AbstractEventLoop] | None = None
 
 
 async def drive(submit: Submit, concurrency: int, requests: int) -> float:
@@ -170,7 +181,7 @@ def measure(
         finally:
             baseline.close()
 
-    wall = asyncio.run(run())
+    wall = run_loop(run())
     return wall / requests * 1e6, (wall - fn.inside) / requests * 1e6, requests / max(fn.calls, 1)
 
 
@@ -194,7 +205,7 @@ def measure_floor(concurrency: int, requests: int) -> float:
 
         return await drive(submit, concurrency, requests)
 
-    return asyncio.run(run()) / requests * 1e6
+    return run_loop(run()) / requests * 1e6
 
 
 def measure_threads(threads: int, requests: int) -> tuple[float, float]:
@@ -229,7 +240,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", default="1,32,128")
     parser.add_argument("--threads", type=int, default=32, help="submit_sync row (0 = off)")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     args = parser.parse_args()
+    if args.loop == "uvloop":
+        import uvloop
+
+        global LOOP_FACTORY
+        LOOP_FACTORY = uvloop.new_event_loop
 
     print(
         "| fn | callers | tensorgate per request | tensorgate overhead | asyncio per request "

@@ -287,25 +287,27 @@ impl Batcher {
         _slot: OwnedSemaphorePermit,
     ) {
         let sent = Instant::now();
+        let mut report = Report {
+            batcher: &self,
+            rows: 0,
+            latency: None,
+        };
         // Members that timed out or left while the batch formed stay out of it.
         let mut members: Vec<Pending> = members
             .into_iter()
             .filter(|m| !m.reply.is_closed() && m.ticket.advance(TAKEN))
             .collect();
         if members.is_empty() {
-            // The queue counts every batch it formed until it is answered.
-            self.state().queue.record_batch(0, None, Instant::now());
             return;
         }
         let rows: Vec<usize> = members.iter().map(|m| m.rows).collect();
         self.observe(&members, &rows, sent);
         let result = Self::send(&mut members, &rows, sender).await;
         let upstream = sent.elapsed();
-        // Before the members hear back; only a success says how fast the backend is.
-        let latency = result.is_ok().then_some(upstream);
-        self.state()
-            .queue
-            .record_batch(rows.iter().sum(), latency, sent + upstream);
+        // Reported before the members hear back; only a success says how fast the backend is.
+        report.rows = rows.iter().sum();
+        report.latency = result.is_ok().then_some(upstream);
+        drop(report);
         match result {
             Ok(pieces) => {
                 for (member, response) in members.into_iter().zip(pieces) {
@@ -475,6 +477,24 @@ impl Batchers {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         all.values().flatten().map(|(_, b)| b.stats()).collect()
+    }
+}
+
+/// Tells the queue that a batch it formed is over, when dropped: once answered, or early when
+/// the request task running the batch inline is dropped with its client. Until then the
+/// adaptive delay expects the batch's rows back; a batch whose callers all left owes none.
+struct Report<'a> {
+    batcher: &'a Batcher,
+    rows: usize,
+    latency: Option<Duration>,
+}
+
+impl Drop for Report<'_> {
+    fn drop(&mut self) {
+        self.batcher
+            .state()
+            .queue
+            .record_batch(self.rows, self.latency, Instant::now());
     }
 }
 
@@ -652,5 +672,26 @@ mod tests {
         assert_eq!(*echo.sizes.lock().unwrap(), vec![1]);
         let stats = batcher.stats();
         assert_eq!((stats.rejected, stats.timed_out), (1, 2));
+    }
+
+    /// A batch of one runs inline in its request's task; when that task is dropped with its
+    /// client, the batch is still reported to the queue and its slot freed.
+    #[tokio::test]
+    async fn an_inline_batch_dropped_with_its_client_is_reported() {
+        let batcher = Arc::new(Batcher::new("m", policy(4, 0, 1)));
+        let slow = Arc::new(Echo {
+            delay: Duration::from_secs(30),
+            ..Echo::default()
+        });
+        let left = tokio::time::timeout(Duration::from_millis(50), submit(&batcher, &slow, 1.0));
+        assert!(left.await.is_err(), "the slow batch answered");
+        assert_eq!(slow.running.load(Ordering::SeqCst), 1, "never sent");
+        assert!(
+            batcher.state().queue.last_answer().is_some(),
+            "not reported"
+        );
+        let echo = Arc::new(Echo::default());
+        let next = tokio::time::timeout(Duration::from_secs(5), submit(&batcher, &echo, 2.0));
+        assert_eq!(next.await.unwrap(), Ok(2.0));
     }
 }

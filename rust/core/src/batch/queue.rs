@@ -125,6 +125,12 @@ impl<T: Member> Queue<T> {
         self.sent.pop_front();
     }
 
+    /// When the last batch was reported answered (for tests of the callers' reports).
+    #[cfg(test)]
+    pub(crate) fn last_answer(&self) -> Option<Instant> {
+        self.answered
+    }
+
     /// The next batch, when one is due. Call it when a batch slot is free, and answer every
     /// batch it hands out with [`Queue::record_batch`].
     pub fn next(&mut self, now: Instant) -> Decision<T> {
