@@ -551,6 +551,7 @@ def test_metrics_count_requests_per_model(client: httpx.Client, gateway: Server)
     assert r.headers["content-type"].startswith("text/plain")
     after = r.text
     assert "tensorgate_requests_total" in after
+    assert 'model="nope"' not in after and 'model_name="nope"' not in after
     assert "request_predict_seconds" in after
     ok_v2 = {"model": "sum", "protocol": "v2", "code": "200"}
     assert (
@@ -722,3 +723,10 @@ def test_sidecar_backend_flag_forwards_any_model(kserve_backend: Server, tmp_pat
         assert unknown.json() == {"error": "Model with name nope does not exist."}
         assert httpx.get(f"{gw.http_url}/v2/models/sum/ready", timeout=10).status_code == 200
         assert grpc_sum(gw.grpc_target, "sum") == ROW_SUMS
+        # Names the backend knows get their own series; made-up ones count under '*'.
+        page = httpx.get(f"{gw.http_url}/metrics", timeout=10).text
+        requests = "tensorgate_requests_total"
+        assert metric(page, requests, {"model": "picky", "code": "400"}) == 1
+        assert metric(page, requests, {"model": "*", "protocol": "v2", "code": "404"}) == 1
+        assert metric(page, requests, {"model": "sum", "protocol": "grpc", "code": "OK"}) == 1
+        assert 'model="nope"' not in page

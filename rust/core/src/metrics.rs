@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::route::WILDCARD;
+
 /// Latency bucket bounds in seconds: fine at the low end, where a proxy's own cost lives.
 pub const BUCKETS: [f64; 16] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -103,8 +105,22 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn record(&self, model: &str, protocol: Protocol, observation: Observation) {
-        let Some(series) = self.series_for(model, protocol) else {
+    /// Records one answered request for `model`. A name with no route of its own (`configured`
+    /// false: the wildcard route serves it) gets its own series only once it was answered with
+    /// success; until then its answers count under the wildcard's name, so names clients make
+    /// up (each one a 404 from the backend) cannot add series without bound.
+    pub fn record(
+        &self,
+        model: &str,
+        configured: bool,
+        protocol: Protocol,
+        observation: Observation,
+    ) {
+        let succeeded = match protocol {
+            Protocol::Grpc => observation.code == 0,
+            Protocol::V1 | Protocol::V2 => (200..300).contains(&observation.code),
+        };
+        let Some(series) = self.series_for(model, configured || succeeded, protocol) else {
             return;
         };
         let Ok(mut series) = series.lock() else {
@@ -119,8 +135,15 @@ impl Metrics {
         }
     }
 
-    fn series_for(&self, model: &str, protocol: Protocol) -> Option<Arc<Mutex<Series>>> {
+    /// The series of `model` and `protocol`, created as needed; a model without series of its
+    /// own that may not have one (`own`) uses the wildcard's.
+    fn series_for(&self, model: &str, own: bool, protocol: Protocol) -> Option<Arc<Mutex<Series>>> {
         let mut all = self.series.lock().ok()?;
+        let model = if own || all.contains_key(model) {
+            model
+        } else {
+            WILDCARD
+        };
         if !all.contains_key(model) {
             all.insert(model.to_owned(), PerProtocol::default());
         }
@@ -161,9 +184,10 @@ mod tests {
             duration: Duration::from_micros(300),
             upstream: Some(Duration::from_micros(200)),
         };
-        metrics.record("m", Protocol::V2, observation);
+        metrics.record("m", true, Protocol::V2, observation);
         metrics.record(
             "m",
+            true,
             Protocol::V2,
             Observation {
                 code: 404,
@@ -171,7 +195,7 @@ mod tests {
                 ..observation
             },
         );
-        metrics.record("m", Protocol::Grpc, observation);
+        metrics.record("m", true, Protocol::Grpc, observation);
         let mut snapshot = metrics.snapshot();
         snapshot.sort_by_key(|s| s.protocol.map(Protocol::index));
         assert_eq!(snapshot.len(), 2);
@@ -182,5 +206,42 @@ mod tests {
         assert_eq!(v2.upstream.count, 1);
         // 300 µs falls in the 0.0005 bucket and above, not in 0.00025.
         assert_eq!(&v2.duration.buckets[..3], &[0, 0, 2]);
+    }
+
+    /// Names only the wildcard route serves get series once answered with success; names that
+    /// fail first count under the wildcard's name.
+    #[test]
+    fn wildcard_names_get_series_once_they_succeed() {
+        let metrics = Metrics::default();
+        let ok = Observation {
+            code: 200,
+            bytes_in: 1,
+            bytes_out: 1,
+            duration: Duration::from_micros(1),
+            upstream: None,
+        };
+        let not_found = Observation { code: 404, ..ok };
+        for made_up in ["a", "b", "c"] {
+            metrics.record(made_up, false, Protocol::V2, not_found);
+        }
+        metrics.record("real", false, Protocol::V2, ok);
+        metrics.record("real", false, Protocol::V1, not_found);
+        metrics.record("g", false, Protocol::Grpc, Observation { code: 5, ..ok });
+        metrics.record("g", false, Protocol::Grpc, Observation { code: 0, ..ok });
+        let mut seen: Vec<(String, u16, u64)> = metrics
+            .snapshot()
+            .iter()
+            .flat_map(|s| s.codes.iter().map(|(&c, &n)| (s.model.clone(), c, n)))
+            .collect();
+        seen.sort();
+        let expected = [
+            ("*", 5, 1),
+            ("*", 404, 3),
+            ("g", 0, 1),
+            ("real", 200, 1),
+            ("real", 404, 1),
+        ]
+        .map(|(m, c, n)| (m.to_owned(), c, n));
+        assert_eq!(seen, expected);
     }
 }

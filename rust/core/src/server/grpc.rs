@@ -178,8 +178,8 @@ impl GrpcInferenceService for Front {
             Err(status) => status.code(),
         };
         let bytes_out = result.as_ref().map_or(0, Message::encoded_len);
-        let known = self.shared.routes.load().get(&model).is_some();
-        if known {
+        let routes = self.shared.routes.load();
+        if routes.get(&model).is_some() {
             let observation = Observation {
                 code: code as u16,
                 bytes_in,
@@ -187,9 +187,12 @@ impl GrpcInferenceService for Front {
                 duration: started.elapsed(),
                 upstream,
             };
-            self.shared
-                .metrics
-                .record(&model, Protocol::Grpc, observation);
+            self.shared.metrics.record(
+                &model,
+                routes.is_configured(&model),
+                Protocol::Grpc,
+                observation,
+            );
         }
         let line = AccessLine {
             request_id: id.to_str().unwrap_or("-"),

@@ -31,6 +31,9 @@ const EXTENSIONS: [&str; 2] = ["binary_tensor_data", "model_repository"];
 #[derive(Debug, Default)]
 struct Exchange<'p> {
     model: Option<&'p str>,
+    /// The model has a route of its own (not only the wildcard's).
+    configured: bool,
+    /// Set once a route for the model was found: only then is the request recorded by model.
     protocol: Option<Protocol>,
     bytes_in: usize,
     upstream: Option<Duration>,
@@ -77,7 +80,9 @@ pub async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Chu
             duration: started.elapsed(),
             upstream: exchange.upstream,
         };
-        shared.metrics.record(model, protocol, observation);
+        shared
+            .metrics
+            .record(model, exchange.configured, protocol, observation);
     }
     if !quiet {
         let line = AccessLine {
@@ -229,12 +234,13 @@ async fn infer(
         model,
         version,
     } = inference;
+    let routes = shared.routes.load();
+    let route = find(&routes, model)?;
     exchange.protocol = Some(match front {
         RestFront::V1Predict | RestFront::V1Explain => Protocol::V1,
         RestFront::V2Infer => Protocol::V2,
     });
-    let routes = shared.routes.load();
-    let route = find(&routes, model)?;
+    exchange.configured = routes.is_configured(model);
     let _admission = route.admit()?;
     let header_length = header_length(parts)?;
     let body = read_body(parts, body, route, shared.client_timeout).await?;
