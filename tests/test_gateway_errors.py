@@ -8,9 +8,11 @@ KServe closing keep-alive after a 500, and concurrency shedding.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -454,6 +456,107 @@ def test_a_following_request_succeeds_after_kserve_closes_on_500(
             good = http.post("/v2/models/sum/infer", json=v2_body(ROWS))
             assert good.status_code == 200, good.text
             assert good.json()["outputs"][0]["data"] == ROW_SUMS
+
+
+class DroppingBackend:
+    """A V2 backend on a raw socket that answers the first ``answered`` requests on each
+    connection and ends the connection at the next one: cleanly once it has read it
+    (``reset=False``: it may have run the request), or with a reset once it arrived, unread
+    (``reset=True``: as when a backend closes a keep-alive connection as a request comes in).
+    Counts connections and the requests it read."""
+
+    ANSWER = json.dumps(
+        {
+            "model_name": "m",
+            "outputs": [{"name": "y", "datatype": "FP32", "shape": [1], "data": [1]}],
+        }
+    ).encode()
+
+    def __init__(self, reset: bool, answered: int = 1) -> None:
+        self.reset = reset
+        self.answered = answered
+        self.connections = 0
+        self.requests = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.listener.accept()
+                self.connections += 1
+                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            for _ in range(self.answered):
+                read_request(conn)
+                self.requests += 1
+                head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                conn.sendall(head + b"content-length: %d\r\n\r\n" % len(self.ANSWER) + self.ANSWER)
+            if self.reset:
+                conn.recv(1, socket.MSG_PEEK)  # the next request is there, unread
+            else:
+                read_request(conn)
+                self.requests += 1
+            # SO_LINGER 0: close sends a reset instead of a FIN.
+            linger = struct.pack("ii", 1, 0) if self.reset else struct.pack("ii", 0, 0)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def read_request(sock: socket.socket) -> None:
+    """Reads one HTTP/1.1 request with a Content-Length body from `sock`."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += receive(sock)
+    head, rest = received.split(b"\r\n\r\n", 1)
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(rest) < length:
+        rest += receive(sock)
+
+
+def test_a_backend_that_resets_the_connection_is_a_503(tmp_path: Path) -> None:
+    backend = DroppingBackend(reset=True, answered=0)
+    config = {"models": [{"name": "m", "backend": {"url": backend.url, "protocol": "v2"}}]}
+    try:
+        with start_gateway(config, log_dir=tmp_path) as gateway:
+            r = httpx.post(f"{gateway.http_url}/v2/models/m/infer", json=v2_body(ROWS), timeout=10)
+            assert r.status_code == 503, r.text
+            assert "reset" in error_of(r).lower()
+            assert (backend.connections, backend.requests) == (1, 0)
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["read-then-closed", "reset-unread"])
+def test_a_request_the_backend_may_have_read_is_not_sent_twice(reset: bool, tmp_path: Path) -> None:
+    """A pooled connection that ends under a request: resent on a fresh connection only when
+    the backend cannot have read it (a reset); one it read and then closed on is a 503, never
+    run twice (``retries: 0``)."""
+    backend = DroppingBackend(reset)
+    config = {"models": [{"name": "m", "backend": {"url": backend.url, "protocol": "v2"}}]}
+    try:
+        with start_gateway(config, log_dir=tmp_path) as gateway:
+            with httpx.Client(base_url=gateway.http_url, timeout=TIMEOUT) as http:
+                assert http.post("/v2/models/m/infer", json=v2_body(ROWS)).status_code == 200
+                second = http.post("/v2/models/m/infer", json=v2_body(ROWS))
+            if reset:
+                assert second.status_code == 200, second.text
+                assert (backend.connections, backend.requests) == (2, 2)
+            else:
+                assert second.status_code == 503, second.text
+                assert "failed" in error_of(second)
+                assert (backend.connections, backend.requests) == (1, 2)
+    finally:
+        backend.close()
 
 
 def test_max_concurrency_sheds_with_503(client: httpx.Client, gateway: Server) -> None:

@@ -180,9 +180,14 @@ pub async fn send(
         request
             .headers_mut()
             .insert(http::header::HOST, host_header(&endpoint.authority));
+        // `unsent`: the request never reached the connection (it closed while idle, or before
+        // the request was started), so the backend cannot have seen it.
         let sent = match sender.ready().await {
-            Ok(()) => sender.send_request(request).await,
-            Err(error) => Err(error),
+            Ok(()) => sender.try_send_request(request).await.map_err(|error| {
+                let unsent = error.message().is_some();
+                (error.into_error(), unsent)
+            }),
+            Err(error) => Err((error, true)),
         };
         match sent {
             Ok(response) => {
@@ -197,22 +202,31 @@ pub async fn send(
                     body,
                 });
             }
-            // A keep-alive connection the backend closed (KServe and MLServer close after some
-            // 500s) fails the next request written to it before any answer: the backend never
-            // saw it, so it goes again, on a fresh connection.
-            Err(error)
-                if reused && stale_retries < STALE_RETRIES && is_stale_connection(&error) =>
+            // A keep-alive connection the backend had closed (KServe and MLServer close after
+            // some 500s, and idle ones after a few seconds): the request goes again, on a fresh
+            // connection, when the backend cannot have read it: it never reached the connection,
+            // or it met a reset (the backend's socket was gone, our bytes unread). A connection
+            // that ends cleanly after the request was written is not retried here: the backend
+            // may have read the request, and running it twice is for the route's `retries`.
+            Err((error, unsent))
+                if reused && stale_retries < STALE_RETRIES && (unsent || is_reset(&error)) =>
             {
                 stale_retries += 1;
             }
-            Err(error) => {
-                return Err(Error::upstream(
-                    ErrorKind::BadGateway,
-                    format!("backend {base} failed: {}", chain(&error)),
-                ));
-            }
+            Err((error, _)) => return Err(send_error(base, &error)),
         }
     }
+}
+
+/// A request that got no answer: the connection failing under it (closed, reset) is a 503, like
+/// a backend that cannot be reached; anything else (an answer that is not HTTP) a 502.
+fn send_error(base: &str, error: &hyper::Error) -> Error {
+    let kind = if is_connection_failure(error) {
+        ErrorKind::Unavailable
+    } else {
+        ErrorKind::BadGateway
+    };
+    Error::upstream(kind, format!("backend {base} failed: {}", chain(error)))
 }
 
 fn host_header(authority: &Authority) -> http::HeaderValue {
@@ -221,10 +235,12 @@ fn host_header(authority: &Authority) -> http::HeaderValue {
 }
 
 /// A failure with no answer at all on a connection that was open: reset or closed under us.
-fn is_stale_connection(error: &hyper::Error) -> bool {
-    if error.is_incomplete_message() || error.is_canceled() || error.is_closed() {
-        return true;
-    }
+fn is_connection_failure(error: &hyper::Error) -> bool {
+    error.is_incomplete_message() || error.is_canceled() || error.is_closed() || is_reset(error)
+}
+
+/// The connection was reset: the backend's socket closed with our bytes unread.
+fn is_reset(error: &hyper::Error) -> bool {
     let mut source = error.source();
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<std::io::Error>()
