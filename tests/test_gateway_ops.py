@@ -571,6 +571,38 @@ def test_metrics_count_requests_per_model(client: httpx.Client, gateway: Server)
     )
 
 
+def test_metrics_do_not_wait_for_busy_python_workers(tmp_path: Path) -> None:
+    """A scrape has its own thread: with the only worker busy and a call queued behind it, the
+    page still comes at once."""
+    config = {
+        "python_workers": 1,
+        "models": [{"name": "sleepy", "backend": {"python": "inproc_models:sleepy"}}],
+    }
+    with start_gateway(config, log_dir=tmp_path, env=python_path()) as gateway:
+        calls = [
+            threading.Thread(
+                target=httpx.post,
+                args=(f"{gateway.http_url}/v2/models/sleepy/infer",),
+                kwargs={"json": v2_body([[2.0, 0.0]]), "timeout": TIMEOUT},
+            )
+            for _ in range(2)
+        ]
+        for call in calls:
+            call.start()
+        in_flight = 0.0
+        deadline = time.monotonic() + 1.5  # the calls take 2 s each, one after the other
+        while in_flight < 2 and time.monotonic() < deadline:
+            started = time.monotonic()
+            page = httpx.get(f"{gateway.http_url}/metrics", timeout=TIMEOUT)
+            took = time.monotonic() - started
+            assert page.status_code == 200
+            assert took < 0.5, f"/metrics took {took:.2f} s behind the model calls"
+            in_flight = metric(page.text, "tensorgate_in_flight_requests", {"model": "sleepy"})
+        assert in_flight == 2, "both calls in flight (one running, one queued) while scraping"
+        for call in calls:
+            call.join(TIMEOUT)
+
+
 # -- access log ---------------------------------------------------------------------------------
 
 

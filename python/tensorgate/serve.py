@@ -90,6 +90,12 @@ class Server:
             threading.Thread(target=self._work, name=f"tensorgate-worker-{i}", daemon=True)
             for i in range(self.config.python_workers)
         ]
+        # Its own thread, so a scrape never waits for a worker busy with a model.
+        self._workers.append(
+            threading.Thread(
+                target=self._work, kwargs={"metrics": True}, name="tensorgate-metrics", daemon=True
+            )
+        )
         for worker in self._workers:
             worker.start()
 
@@ -182,9 +188,9 @@ class Server:
             previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
         return previous
 
-    def _work(self) -> None:
+    def _work(self, metrics: bool = False) -> None:
         while not self._closed.is_set():
-            call = self.gateway.next_call(_POLL_S)
+            call = self.gateway.next_call(_POLL_S, metrics=metrics)
             if call is None:
                 continue
             if call.kind == "metrics":

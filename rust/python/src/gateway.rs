@@ -35,6 +35,9 @@ enum Job {
 #[derive(Debug)]
 struct PyHost {
     jobs: Sender<Job>,
+    /// Metrics pages have a queue and a thread of their own: a scrape never waits behind
+    /// model calls.
+    metrics_jobs: Sender<Job>,
 }
 
 #[derive(Debug)]
@@ -91,9 +94,12 @@ impl Host for PyHost {
     }
 
     fn metrics(&self) -> BoxFuture<Result<String, CoreError>> {
-        enqueue(&self.jobs, |reply| Job::Metrics { reply })
+        enqueue(&self.metrics_jobs, |reply| Job::Metrics { reply })
     }
 }
+
+/// Scrapes waiting for the metrics thread; more at once are refused with a 503.
+const METRICS_QUEUE_SIZE: usize = 16;
 
 /// A running gateway: `Gateway(config_json)`. See `tensorgate.serve`.
 #[pyclass(module = "tensorgate._core")]
@@ -101,6 +107,7 @@ impl Host for PyHost {
 pub struct Gateway {
     inner: Mutex<Option<CoreGateway>>,
     jobs: Receiver<Job>,
+    metrics_jobs: Receiver<Job>,
     http_port: u16,
     grpc_port: u16,
 }
@@ -128,7 +135,11 @@ impl Gateway {
     fn new(py: Python<'_>, config_json: &str) -> PyResult<Self> {
         let config = parse(config_json)?;
         let (sender, jobs) = crossbeam_channel::bounded(config.python_queue_size.max(1));
-        let host = Arc::new(PyHost { jobs: sender });
+        let (metrics_sender, metrics_jobs) = crossbeam_channel::bounded(METRICS_QUEUE_SIZE);
+        let host = Arc::new(PyHost {
+            jobs: sender,
+            metrics_jobs: metrics_sender,
+        });
         let gateway = py
             .detach(|| CoreGateway::start(&config, host))
             .map_err(to_py)?;
@@ -137,6 +148,7 @@ impl Gateway {
             grpc_port: gateway.grpc_addr().port(),
             inner: Mutex::new(Some(gateway)),
             jobs,
+            metrics_jobs,
         })
     }
 
@@ -150,10 +162,17 @@ impl Gateway {
         self.grpc_port
     }
 
-    /// Waits up to `timeout` seconds for work for Python; `None` when there was none.
-    fn next_call(&self, py: Python<'_>, timeout: f64) -> Option<PendingCall> {
+    /// Waits up to `timeout` seconds for work for Python (a metrics page with `metrics`, else a
+    /// model call); `None` when there was none.
+    #[pyo3(signature = (timeout, *, metrics = false))]
+    fn next_call(&self, py: Python<'_>, timeout: f64, metrics: bool) -> Option<PendingCall> {
         let timeout = Duration::try_from_secs_f64(timeout).unwrap_or(Duration::ZERO);
-        let job = py.detach(|| self.jobs.recv_timeout(timeout).ok())?;
+        let jobs = if metrics {
+            &self.metrics_jobs
+        } else {
+            &self.jobs
+        };
+        let job = py.detach(|| jobs.recv_timeout(timeout).ok())?;
         Some(PendingCall {
             job: Mutex::new(Some(job)),
         })
