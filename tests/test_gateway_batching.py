@@ -58,6 +58,7 @@ def gateway_config(kserve: Server, mlserver: Server) -> dict[str, Any]:
             {"name": "b-inproc", "backend": {"python": "tensorgate.demo:sum"}, "batching": small},
             route("b-auto", rest, "sum", {"max_batch_size": 8, "max_queue_delay_ms": "auto"}),
             route("shapes", rest, "sum", {"max_batch_size": 8, "max_queue_delay_ms": 300}),
+            route("pairs", rest, "sum", {"max_batch_size": 2, "max_queue_delay_ms": 2000}),
             # One batch at a time, one row each: the `slow` model holds the only slot.
             route(
                 "one-slot",
@@ -214,6 +215,33 @@ def test_incompatible_shapes_go_in_separate_batches(
     for x, answer in zip(data, run_all([one(x) for x in data]), strict=True):
         assert_row_sums(answer.values, x)
     assert sorted(calls("sum")) == [2, 2]
+
+
+def test_a_full_batch_does_not_wait_behind_another_shape(
+    gateway: Gateway, calls: Callable[[str], list[int]]
+) -> None:
+    """A lone `[1, 3]` request waits for its 2 s delay; a full pair of `[1, 5]` requests queued
+    after it goes at once."""
+    alone, pair = rows(1, 3, 21), [rows(1, 5, 22), rows(1, 5, 23)]
+
+    def one(x: Array, pause: float) -> Callable[[], tuple[Any, float]]:
+        def call() -> tuple[Any, float]:
+            time.sleep(pause)
+            with Clients.open(gateway) as clients:
+                started = time.monotonic()
+                answer = ask(clients, "httpx-v2", "pairs", x, "pairs")
+                return answer, time.monotonic() - started
+
+        return call
+
+    work = [one(alone, 0.0), one(pair[0], 0.2), one(pair[1], 0.2)]
+    (first, waited), *pairs = run_all(work)
+    assert_row_sums(first.values, alone)
+    assert waited > 1.5, waited
+    for (answer, took), x in zip(pairs, pair, strict=True):
+        assert_row_sums(answer.values, x)
+        assert took < 1.0, f"the full pair waited {took:.2f} s behind the lone request"
+    assert calls("sum") == [2, 1]
 
 
 def test_a_request_above_max_batch_size_goes_alone(

@@ -51,7 +51,11 @@ pub struct Queue<T> {
     sent: VecDeque<(Instant, usize)>,
 }
 
-/// The oldest member's batch as it stands: the positions of its members and their row totals.
+/// Keys besides the oldest member's whose batches are looked at when its batch is not due:
+/// bounded, so a queue of many shapes stays cheap to scan.
+const OTHER_KEYS: usize = 8;
+
+/// A batch as it stands: the positions of its members and their row totals.
 struct Candidate {
     positions: Vec<usize>,
     /// Rows after each member is added.
@@ -147,33 +151,66 @@ impl<T: Member> Queue<T> {
                 self.sent.pop_front();
             }
         }
-        let Some(candidate) = self.candidate() else {
+        let Some(oldest) = self.candidate(0) else {
             return Decision::Idle;
         };
-        match self.due(&candidate, now) {
-            Ok(rows) => {
-                // The rows owed arrived, stopped coming, or are left for the next batch (this one
-                // is full or due): either way they no longer hold a batch back.
-                self.owed = 0;
-                if let (Delay::Auto { .. }, Some(fit)) = (self.policy.delay, self.latency.fit()) {
-                    self.sent.push_back((now + fit.latency(rows), rows));
-                }
-                Decision::Dispatch(self.take(&candidate, rows))
+        let mut wait = match self.due(&oldest, now) {
+            Ok(rows) => return self.dispatch(&oldest, rows, now),
+            Err(at) => at,
+        };
+        // While the oldest member's batch waits, a due batch of another shape goes.
+        for candidate in self.other_candidates() {
+            match self.due(&candidate, now) {
+                Ok(rows) => return self.dispatch(&candidate, rows, now),
+                Err(at) => wait = wait.min(at),
             }
-            Err(at) => Decision::WaitUntil(at),
         }
+        Decision::WaitUntil(wait)
     }
 
-    /// The oldest member and, in arrival order, the compatible members that fit with it.
-    fn candidate(&self) -> Option<Candidate> {
-        let head = self.members.front()?;
+    fn dispatch(&mut self, candidate: &Candidate, rows: usize, now: Instant) -> Decision<T> {
+        // The rows owed arrived, stopped coming, or are left for the next batch (this one is
+        // full or due): either way they no longer hold a batch back.
+        self.owed = 0;
+        if let (Delay::Auto { .. }, Some(fit)) = (self.policy.delay, self.latency.fit()) {
+            self.sent.push_back((now + fit.latency(rows), rows));
+        }
+        Decision::Dispatch(self.take(candidate, rows))
+    }
+
+    /// The batches of the oldest members of up to [`OTHER_KEYS`] other keys, in arrival order.
+    fn other_candidates(&self) -> Vec<Candidate> {
+        let mut starts = vec![0];
+        for (position, member) in self.members.iter().enumerate().skip(1) {
+            if starts.len() > OTHER_KEYS {
+                break;
+            }
+            let seen = |&start: &usize| {
+                self.members
+                    .get(start)
+                    .is_some_and(|first| first.key() == member.key())
+            };
+            if !member.is_gone() && !starts.iter().any(seen) {
+                starts.push(position);
+            }
+        }
+        starts[1..]
+            .iter()
+            .filter_map(|&start| self.candidate(start))
+            .collect()
+    }
+
+    /// The member at `start` and, in arrival order, the compatible members after it that fit
+    /// with it.
+    fn candidate(&self, start: usize) -> Option<Candidate> {
+        let head = self.members.get(start)?;
         let max = self.policy.max_batch_size;
         let mut candidate = Candidate {
-            positions: vec![0],
+            positions: vec![start],
             totals: vec![head.rows()],
             overflow: false,
         };
-        for (position, member) in self.members.iter().enumerate().skip(1) {
+        for (position, member) in self.members.iter().enumerate().skip(start + 1) {
             if candidate.rows() >= max {
                 break;
             }
@@ -448,6 +485,38 @@ mod tests {
         f.push("a", 1, 0);
         assert_eq!(f.dispatched(0), vec![0, 2]);
         assert_eq!(f.dispatched(0), vec![1]);
+    }
+
+    /// A full batch of another shape does not wait for the oldest member's delay; the oldest's
+    /// deadline still sets the wait for the rest.
+    #[test]
+    fn a_due_batch_of_another_shape_goes_before_the_oldest_batch() {
+        let mut f = Fixture::new(policy(2, 100));
+        f.push("a", 1, 0);
+        f.push("b", 1, 1);
+        f.push("c", 1, 2);
+        f.push("b", 1, 3);
+        assert_eq!(f.dispatched(3), vec![1, 3]);
+        match f.next(4) {
+            Decision::WaitUntil(at) => assert_eq!(at, f.start + Duration::from_millis(100)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(f.dispatched(100), vec![0]);
+        assert_eq!(f.dispatched(102), vec![2]);
+    }
+
+    /// Shapes are looked at only up to a bound: a full batch of the tenth shape waits its turn.
+    #[test]
+    fn only_a_few_other_shapes_are_looked_at() {
+        let mut f = Fixture::new(policy(2, 100));
+        let keys = ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"];
+        for key in keys {
+            f.push(key, 1, 0);
+        }
+        f.push("k9", 1, 1);
+        assert!(matches!(f.next(1), Decision::WaitUntil(_)));
+        f.push("k8", 1, 2);
+        assert_eq!(f.dispatched(2), vec![8, 11]);
     }
 
     #[test]
