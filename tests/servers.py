@@ -25,6 +25,7 @@ from typing import IO, Any, Self, TypeVar
 
 import httpx
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ROOT / "tests" / "backends"
@@ -411,3 +412,12 @@ def start_gateway_split(
         process.stop()
         raise
     return gateway
+
+
+def metric(text: str, sample: str, labels: dict[str, str]) -> float:
+    """The value of ``sample`` with (at least) ``labels`` in a Prometheus page; 0 if absent."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return 0.0

@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from clients import FRONTS, SUM_METADATA, TIMEOUT, Array, Clients, ask, assert_row_sums, matrix
-from servers import Gateway, Server, start_gateway
+from prometheus_client.parser import text_string_to_metric_families
+from servers import Gateway, Server, metric, start_gateway
 
 #: Holds a batch back until it is full (or a test gives up): long enough never to fire.
 NEVER_MS = 60_000
@@ -301,8 +302,14 @@ def post_later(gateway: Gateway, model: str, body: dict[str, Any]) -> threading.
 def wait_for_depth(gateway: Gateway, model: str, depth: int) -> None:
     """Waits until ``model``'s batch queue holds ``depth`` requests (from ``/metrics``)."""
     deadline = time.monotonic() + TIMEOUT
-    line = f'tensorgate_batch_queue_depth{{model="{model}"}} {float(depth)}'
-    while line not in httpx.get(f"{gateway.http_url}/metrics", timeout=TIMEOUT).text:
+    while (
+        metric(
+            httpx.get(f"{gateway.http_url}/metrics", timeout=TIMEOUT).text,
+            "tensorgate_batch_queue_depth",
+            {"model": model, "version": ""},
+        )
+        != depth
+    ):
         assert time.monotonic() < deadline, f"{model} never had {depth} queued"
         time.sleep(0.02)
 
@@ -366,14 +373,39 @@ def test_a_malformed_request_is_rejected_alone(gateway: Gateway) -> None:
     assert "error" in r.json()
 
 
+ONE_ROW = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}
+
+
 def test_metrics_show_batches(gateway: Gateway, clients: Clients) -> None:
     x = rows(4, 3, 21)
     run_all([functools.partial(ask, clients, "v1", "four", x[i : i + 1], "m") for i in range(4)])
     text = httpx.get(f"{gateway.http_url}/metrics", timeout=TIMEOUT).text
-    assert 'tensorgate_batch_rows_bucket{le="4.0",model="four"}' in text
-    assert 'tensorgate_batch_queue_delay_seconds_count{model="four"}' in text
+    four = {"model": "four", "version": ""}
+    assert metric(text, "tensorgate_batch_rows_bucket", {**four, "le": "4.0"}) >= 1
+    assert metric(text, "tensorgate_batch_queue_delay_seconds_count", four) >= 4
     for name in ("tensorgate_batch_rejected_total", "tensorgate_batch_timed_out_total"):
-        assert f'{name}{{model="tiny-queue"}}' in text
+        assert f"{name}{{" in text
+    # One series per model and version: each version batches on its own.
+    for version in ("1", "2"):
+        r = httpx.post(
+            f"{gateway.http_url}/v2/models/b-inproc/versions/{version}/infer",
+            json={
+                "inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]
+            },
+            timeout=TIMEOUT,
+        )
+        assert r.status_code == 200, r.text
+    text = httpx.get(f"{gateway.http_url}/metrics", timeout=TIMEOUT).text
+    depths = [
+        tuple(sample.labels.values())
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "tensorgate_batch_queue_depth"
+    ]
+    assert len(depths) == len(set(depths)), depths
+    for version in ("1", "2"):
+        labels = {"model": "b-inproc", "version": version}
+        assert metric(text, "tensorgate_batch_rows_count", labels) == 1
 
 
 def test_v1_explain_is_forwarded_unbatched(gateway: Gateway, kserve_backend: Server) -> None:

@@ -31,13 +31,13 @@ import tritonclient.grpc as grpcclient
 import yaml
 from conftest import ServerFactory
 from oip import infer_request, message
-from prometheus_client.parser import text_string_to_metric_families
 from recorder import Recorder
 from servers import (
     HOST,
     ROOT,
     Server,
     SplitProcess,
+    metric,
     python_path,
     start_gateway,
     start_gateway_split,
@@ -529,15 +529,6 @@ def test_generated_grpc_request_id_is_the_one_forwarded(
 
 
 # -- metrics ------------------------------------------------------------------------------------
-
-
-def metric(text: str, sample: str, labels: dict[str, str]) -> float:
-    """The value of ``sample`` with (at least) ``labels`` in a Prometheus page; 0 if absent."""
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return 0.0
 
 
 def test_metrics_count_requests_per_model(client: httpx.Client, gateway: Server) -> None:

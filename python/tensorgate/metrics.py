@@ -110,29 +110,33 @@ class GatewayCollector(Collector):
         yield from _batch_metrics(data.get("batchers", []))
 
 
+#: Each model version batches on its own; ``version`` is empty for requests that named none.
+BATCH_LABELS = ["model", "version"]
+
+
 def _batch_metrics(batchers: list[dict[str, Any]]) -> Iterator[Metric]:
     """The families of the models served with batching."""
     rows = HistogramMetricFamily(
-        "tensorgate_batch_rows", "Rows per batch sent to the backend", labels=["model"]
+        "tensorgate_batch_rows", "Rows per batch sent to the backend", labels=BATCH_LABELS
     )
     delay = HistogramMetricFamily(
         "tensorgate_batch_queue_delay_seconds",
         "Time a request waited in the batch queue before its batch was sent",
-        labels=["model"],
+        labels=BATCH_LABELS,
     )
     depth = GaugeMetricFamily(
-        "tensorgate_batch_queue_depth", "Requests waiting in the batch queue", labels=["model"]
+        "tensorgate_batch_queue_depth", "Requests waiting in the batch queue", labels=BATCH_LABELS
     )
     rejected = CounterMetricFamily(
-        "tensorgate_batch_rejected", "Requests refused by a full batch queue", labels=["model"]
+        "tensorgate_batch_rejected", "Requests refused by a full batch queue", labels=BATCH_LABELS
     )
     timed_out = CounterMetricFamily(
         "tensorgate_batch_timed_out",
         "Requests that waited past queue_timeout_ms",
-        labels=["model"],
+        labels=BATCH_LABELS,
     )
     for batcher in batchers:
-        labels = [batcher["model"]]
+        labels = [batcher["model"], batcher["version"] or ""]
         batch_rows, queue_delay = batcher["batch_rows"], batcher["queue_delay"]
         rows.add_metric(labels, _buckets(batch_rows, ROW_BUCKETS), batch_rows["sum"])
         delay.add_metric(labels, _buckets(queue_delay), queue_delay["sum"])

@@ -108,6 +108,8 @@ struct Stats {
 #[derive(Debug, Clone, Serialize)]
 pub struct BatcherStats {
     pub model: String,
+    /// The version the requests named, if any (each version batches on its own).
+    pub version: Option<String>,
     pub queue_depth: usize,
     pub rejected: u64,
     pub timed_out: u64,
@@ -120,6 +122,7 @@ pub struct BatcherStats {
 #[derive(Debug)]
 pub struct Batcher {
     model: String,
+    version: Option<String>,
     queue_timeout: Duration,
     max_queue_size: usize,
     state: Mutex<State>,
@@ -135,6 +138,7 @@ impl Batcher {
     pub fn new(model: impl Into<String>, policy: Policy) -> Self {
         Self {
             model: model.into(),
+            version: None,
             queue_timeout: policy.queue_timeout,
             max_queue_size: policy.max_queue_size,
             slots: Arc::new(Semaphore::new(policy.max_inflight_batches)),
@@ -363,7 +367,8 @@ impl Batcher {
             .unwrap_or_default();
         BatcherStats {
             model: self.model.clone(),
-            queue_depth: self.state().queue.len(),
+            version: self.version.clone(),
+            queue_depth: self.state().queue.waiting(),
             rejected: self.stats.rejected.load(Ordering::Relaxed),
             timed_out: self.stats.timed_out.load(Ordering::Relaxed),
             batch_rows,
@@ -437,6 +442,9 @@ fn common_headers(members: &mut [Pending]) -> HeaderMap {
 /// A batcher per model name, then per version (a short list: looked up without allocating).
 type ByModel = HashMap<String, Vec<(Option<String>, Arc<Batcher>)>>;
 
+/// Batchers one route keeps at most (one per model name and version).
+pub const MAX_BATCHERS: usize = 64;
+
 /// The batchers of one route, one per model name and version it serves (a wildcard route
 /// serves many), created on first use.
 #[derive(Debug)]
@@ -453,7 +461,10 @@ impl Batchers {
         }
     }
 
-    pub fn get(&self, model: &str, version: Option<&str>) -> Arc<Batcher> {
+    /// The batcher of `model` and `version`, made on first use; `None` once the route has
+    /// [`MAX_BATCHERS`] and this is a new one: such requests go unbatched, so names clients
+    /// make up (any name on a wildcard route, any version) cannot grow memory without bound.
+    pub fn get(&self, model: &str, version: Option<&str>) -> Option<Arc<Batcher>> {
         let mut all = self
             .by_model
             .lock()
@@ -462,13 +473,19 @@ impl Batchers {
             .get(model)
             .and_then(|versions| versions.iter().find(|(v, _)| v.as_deref() == version));
         if let Some((_, batcher)) = found {
-            return Arc::clone(batcher);
+            return Some(Arc::clone(batcher));
         }
-        let batcher = Arc::new(Batcher::new(model, self.policy.clone()));
+        if all.values().map(Vec::len).sum::<usize>() >= MAX_BATCHERS {
+            return None;
+        }
+        let batcher = Arc::new(Batcher {
+            version: version.map(str::to_owned),
+            ..Batcher::new(model, self.policy.clone())
+        });
         all.entry(model.to_owned())
             .or_default()
             .push((version.map(str::to_owned), Arc::clone(&batcher)));
-        batcher
+        Some(batcher)
     }
 
     pub fn stats(&self) -> Vec<BatcherStats> {
@@ -672,6 +689,21 @@ mod tests {
         assert_eq!(*echo.sizes.lock().unwrap(), vec![1]);
         let stats = batcher.stats();
         assert_eq!((stats.rejected, stats.timed_out), (1, 2));
+    }
+
+    /// A route keeps a bounded number of batchers: past it, new names go unbatched.
+    #[test]
+    fn batchers_per_route_are_bounded() {
+        let batchers = Batchers::new(policy(4, 0, 1));
+        let names: Vec<String> = (0..MAX_BATCHERS).map(|i| format!("m{i}")).collect();
+        for name in &names {
+            assert!(batchers.get(name, None).is_some(), "{name}");
+        }
+        assert!(batchers.get("one-more", None).is_none());
+        assert!(batchers.get("m0", Some("2")).is_none());
+        let again = batchers.get("m0", None).unwrap();
+        assert!(Arc::ptr_eq(&again, &batchers.get("m0", None).unwrap()));
+        assert_eq!(batchers.stats().len(), MAX_BATCHERS);
     }
 
     /// A batch of one runs inline in its request's task; when that task is dropped with its

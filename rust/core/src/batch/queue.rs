@@ -96,6 +96,11 @@ impl<T: Member> Queue<T> {
         self.members.is_empty()
     }
 
+    /// Members still waiting: not counting those that gave up.
+    pub fn waiting(&self) -> usize {
+        self.members.iter().filter(|m| !m.is_gone()).count()
+    }
+
     /// When the oldest member still waiting arrived.
     pub fn oldest(&self) -> Option<Instant> {
         self.members

@@ -285,11 +285,15 @@ impl Call<'_> {
     /// Runs a decoded request: through the model's batcher when it has one, else straight on
     /// the backend.
     pub async fn infer(&self, request: InferRequest) -> Result<InferResponse> {
-        let Some(batchers) = &self.route.batching else {
+        let batcher = self
+            .route
+            .batching
+            .as_ref()
+            .and_then(|batchers| batchers.get(self.model, self.version));
+        let Some(batcher) = batcher else {
             return self.send(request).await;
         };
         let requested = request.outputs.clone();
-        let batcher = batchers.get(self.model, self.version);
         let reply = batcher
             .submit(request, self.headers.clone(), || self.batch_sender())
             .await?;

@@ -873,6 +873,6 @@ impl PyBatcher {
     /// Requests waiting in the queue.
     #[getter]
     fn queued(&self) -> usize {
-        self.shared.lock().queue.len()
+        self.shared.lock().queue.waiting()
     }
 }
