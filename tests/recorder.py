@@ -1,6 +1,7 @@
 """A recording V2 REST backend for tests that check what reaches a backend: every ``/infer``
-answers output ``sum`` = [1.0] (V1 ``:predict`` answers ``{"predictions": [1.0]}``), repository
-calls answer like KServe, and every POST's path and headers are kept."""
+answers output ``sum`` = [1.0] (V1 ``:predict`` answers ``{"predictions": [1.0]}``; a request
+with the parameter ``busy`` a 503 with ``Retry-After: 7``), repository calls answer like KServe,
+and every POST's path and headers are kept."""
 
 from __future__ import annotations
 
@@ -48,9 +49,11 @@ class RecorderHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: Recorder
 
-    def _answer(self, status: int, body: object) -> None:
+    def _answer(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
         self.end_headers()
@@ -75,6 +78,9 @@ class RecorderHandler(BaseHTTPRequestHandler):
             self._answer(200, {"name": model, action: True})
             return
         request = json.loads(raw or b"{}")
+        if request.get("parameters", {}).get("busy"):
+            self._answer(503, {"error": "busy, come back later"}, {"retry-after": "7"})
+            return
         model = parts[3] if len(parts) > 3 else "?"
         output = {"name": "sum", "shape": [1], "datatype": "FP32", "data": [1.0]}
         body = {"model_name": model, "id": request.get("id"), "outputs": [output]}

@@ -368,7 +368,11 @@ def test_every_env_variable() -> None:
         "TENSORGATE_ACCESS_LOG": "json",
         "TENSORGATE_FORWARD_HEADERS": "X-Tenant, ,x-user,",
         "TENSORGATE_HEALTH_CHECK_INTERVAL_S": "0",
+        "TENSORGATE_METADATA_TTL_S": "7.5",
         "TENSORGATE_PYTHON_WORKERS": "4",
+        "TENSORGATE_PYTHON_QUEUE_SIZE": "16",
+        "TENSORGATE_CONNECT_TIMEOUT_S": "1.5",
+        "TENSORGATE_CLIENT_TIMEOUT_S": "2.5",
         "TENSORGATE_MAX_BODY_BYTES": "4096",
         "TENSORGATE_TIMEOUT_S": "5",
         "TENSORGATE_UNRELATED": "ignored",
@@ -381,7 +385,9 @@ def test_every_env_variable() -> None:
     assert cfg.access_log == "json"
     assert cfg.forward_headers == (*BUILTIN_FORWARD_HEADERS, "x-tenant", "x-user")
     assert cfg.health_check_interval_s == 0
-    assert cfg.python_workers == 4
+    assert cfg.metadata_ttl_s == 7.5
+    assert (cfg.python_workers, cfg.python_queue_size) == (4, 16)
+    assert (cfg.connect_timeout_s, cfg.client_timeout_s) == (1.5, 2.5)
     assert cfg.limits.max_body_bytes == 4096
     assert cfg.models[0].limits.max_body_bytes == 4096
     assert cfg.models[0].timeout_s == 5

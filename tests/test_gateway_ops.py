@@ -111,6 +111,10 @@ def gateway(
     config = {
         "models": [
             {"name": "sum", "backend": {"url": kserve_backend.http_url}},
+            {
+                "name": "sum-v1",
+                "backend": {"url": kserve_backend.http_url, "protocol": "v1", "model": "sum"},
+            },
             {"name": "echo", "backend": {"url": recorder.url}},
             {"name": "demo", "backend": {"python": "tensorgate.demo:sum"}},
         ]
@@ -134,8 +138,8 @@ def test_health_and_server_routes(client: httpx.Client) -> None:
         "/v2/health/live": {"live": True},
         "/v2/health/ready": {"ready": True},
         "/": {"status": "alive"},
-        "/v2/models": {"models": ["sum", "echo", "demo"]},
-        "/v1/models": {"models": ["sum", "echo", "demo"]},
+        "/v2/models": {"models": ["sum", "sum-v1", "echo", "demo"]},
+        "/v1/models": {"models": ["sum", "sum-v1", "echo", "demo"]},
         "/v1/models/sum": {"name": "sum", "ready": True},
         "/v2/models/sum/ready": {"name": "sum", "ready": True},
         "/v2/models/demo/ready": {"name": "demo", "ready": True},
@@ -518,6 +522,22 @@ def test_request_id_over_grpc_is_echoed_and_forwarded(gateway: Server, recorder:
     assert recorder.headers_of(given) is not None
 
 
+def test_grpc_errors_carry_the_request_id(gateway: Server) -> None:
+    given = "grpc-err-" + uuid.uuid4().hex
+    with pytest.raises(grpc.RpcError) as failed:
+        grpc_infer_with_metadata(gateway.grpc_target, "nope", [("x-request-id", given)])
+    error: Any = failed.value
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert dict(error.trailing_metadata() or ()).get("x-request-id") == given
+
+
+def test_a_backend_retry_after_reaches_the_client(client: httpx.Client) -> None:
+    r = client.post("/v2/models/echo/infer", json=v2_body(ROWS, parameters={"busy": True}))
+    assert r.status_code == 503, r.text
+    assert r.json() == {"error": "busy, come back later"}
+    assert r.headers["retry-after"] == "7"
+
+
 def test_generated_grpc_request_id_is_the_one_forwarded(
     gateway: Server, recorder: Recorder
 ) -> None:
@@ -536,6 +556,8 @@ def test_metrics_count_requests_per_model(client: httpx.Client, gateway: Server)
     for _ in range(3):
         assert client.post("/v2/models/sum/infer", json=v2_body(ROWS)).status_code == 200
     assert client.post("/v2/models/nope/infer", json=v2_body(ROWS)).status_code == 404
+    # Whatever KServe answers (its sum model has no explainer), the call is an explain.
+    client.post("/v1/models/sum-v1:explain", json={"instances": ROWS})
     assert grpc_sum(gateway.grpc_target, "demo") == ROW_SUMS
     r = client.get("/metrics")
     assert r.status_code == 200
@@ -559,6 +581,13 @@ def test_metrics_count_requests_per_model(client: httpx.Client, gateway: Server)
     assert (
         metric(after, count, {"model_name": "sum"}) - metric(before, count, {"model_name": "sum"})
         == 3
+    )
+    assert metric(after, count, {"model_name": "sum-v1"}) == 0
+    explains = "request_explain_seconds_count"
+    assert (
+        metric(after, explains, {"model_name": "sum-v1"})
+        - metric(before, explains, {"model_name": "sum-v1"})
+        == 1
     )
 
 
@@ -694,6 +723,15 @@ def test_check_config_accepts_the_example() -> None:
         ({"models": [{"name": "m", "backend": {"python": "a:b"}, "timeout": 3}]}, "models[0]"),
         ({"http_port": "eighty"}, "http_port"),
         ({"access_log": "loud"}, "access_log"),
+        (
+            {
+                "models": [
+                    {"name": "ok", "backend": {"python": "tensorgate.demo:sum"}},
+                    {"name": "m", "backend": {"python": "no_such_module_xyz:predict"}},
+                ]
+            },
+            "models[1].backend.python",
+        ),
     ],
 )
 def test_check_config_rejects_a_bad_file_naming_the_field(

@@ -851,6 +851,7 @@ def test_serve_with_an_unimportable_model_exits_2_naming_it(tmp_path: Path) -> N
     assert elapsed < 10.0
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
+    assert ": models[0].backend.python: model 'm': " in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("taken", ["http", "grpc"])

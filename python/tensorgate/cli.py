@@ -65,7 +65,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check(path: str) -> int:
+    from tensorgate.serve import load_models
+
     config = load_config(path, env={})
+    load_models(config)  # an in-process model that would fail `serve` fails here too
     print(f"{path}: ok, {len(config.models)} models")
     for route in config.models:
         target = route.backend.target or " ".join(route.backend.urls)

@@ -296,6 +296,9 @@ class GatewayConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     """Global limits; each model's ``limits`` already has them merged in."""
     models: tuple[ModelConfig, ...] = ()
+    source: str = field(default="", compare=False)
+    """The file the configuration was read from (for messages; not part of equality); ``""``
+    when none."""
 
     def to_core(self) -> dict[str, Any]:
         """The JSON-able snapshot the Rust core deserializes (exact keys, durations in ms)."""
@@ -318,11 +321,20 @@ class GatewayConfig:
 
     def python_models(self) -> list[tuple[str, str]]:
         """``(route name, "module:attr")`` of every in-process Python backend, in config order."""
+        return [(name, target) for _, name, target in self._python_routes()]
+
+    def _python_routes(self) -> list[tuple[int, str, str]]:
         return [
-            (m.name, m.backend.target)
-            for m in self.models
+            (index, m.name, m.backend.target)
+            for index, m in enumerate(self.models)
             if m.backend.kind == "python" and m.backend.target is not None
         ]
+
+    def model_error(self, name: str, message: str) -> ConfigError:
+        """A :class:`ConfigError` about the in-process model of route ``name``, naming the file
+        and the field (``gateway.yaml: models[1].backend.python: ...``)."""
+        index = next((i for i, route, _ in self._python_routes() if route == name), 0)
+        return _Ctx(self.source, f"models[{index}].backend.python").error(message)
 
 
 def _ms(seconds: float) -> int:
@@ -747,6 +759,7 @@ class _Builder:
     limits: dict[str, int] = field(default_factory=dict)
     models: list[dict[str, Any]] = field(default_factory=list)
     default_timeout_s: float | None = None
+    source: str = ""
     backend: tuple[object, _Ctx] | None = None
     protocol: tuple[object, _Ctx] | None = None
 
@@ -827,6 +840,7 @@ _ENV_TOP = {
     "TENSORGATE_ACCESS_LOG": "access_log",
     "TENSORGATE_FORWARD_HEADERS": "forward_headers",
     "TENSORGATE_HEALTH_CHECK_INTERVAL_S": "health_check_interval_s",
+    "TENSORGATE_METADATA_TTL_S": "metadata_ttl_s",
     "TENSORGATE_PYTHON_WORKERS": "python_workers",
     "TENSORGATE_PYTHON_QUEUE_SIZE": "python_queue_size",
     "TENSORGATE_CONNECT_TIMEOUT_S": "connect_timeout_s",
@@ -911,7 +925,7 @@ def _build(builder: _Builder) -> GatewayConfig:
         )
         for d in drafts
     )
-    return GatewayConfig(**values, limits=limits, models=models)
+    return GatewayConfig(**values, limits=limits, models=models, source=builder.source)
 
 
 def load_config(
@@ -941,6 +955,7 @@ def load_config(
         path = environ["TENSORGATE_CONFIG"].strip()
     builder = _Builder()
     if path is not None:
+        builder.source = os.fspath(path)
         _apply_file(builder, path)
     _apply_env(builder, environ)
     _apply_flags(builder, flags or {})

@@ -50,6 +50,27 @@ def _buckets(
     return [*pairs, ("+Inf", float(histogram.get("count", 0)))]
 
 
+class _PerModel:
+    """Latency histograms summed per model (KServe's metric names have no protocol label)."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, tuple[list[int], float]] = {}
+
+    def add(self, model: str, histogram: dict[str, Any], weight: int = 1) -> None:
+        """Adds (or with ``weight=-1`` takes out) a histogram of :data:`BUCKETS`."""
+        counts, total = self._sums.get(model, ([0] * (len(BUCKETS) + 1), 0.0))
+        row = [*(histogram.get("buckets") or [0] * len(BUCKETS)), histogram["count"]]
+        self._sums[model] = (
+            [a + weight * b for a, b in zip(counts, row, strict=True)],
+            total + weight * histogram["sum"],
+        )
+
+    def add_to(self, family: HistogramMetricFamily) -> None:
+        for model, (counts, total) in self._sums.items():
+            merged = {"buckets": counts[:-1], "count": counts[-1]}
+            family.add_metric([model], _buckets(merged), max(total, 0.0))
+
+
 class GatewayCollector(Collector):
     """Reads ``snapshot()`` (the core's ``Gateway.metrics_json``) on every scrape."""
 
@@ -81,7 +102,11 @@ class GatewayCollector(Collector):
             "request_predict_seconds", "KServe's name: time in the model (backend) per model",
             labels=["model_name"],
         )  # fmt: skip
-        per_model: dict[str, tuple[list[int], float]] = {}
+        explain = HistogramMetricFamily(
+            "request_explain_seconds", "KServe's name: time in the explainer (backend) per model",
+            labels=["model_name"],
+        )  # fmt: skip
+        predict_time, explain_time = _PerModel(), _PerModel()
         for series in data["series"]:
             model, protocol = series["model"], series["protocol"]
             for code, count in series["codes"].items():
@@ -91,22 +116,20 @@ class GatewayCollector(Collector):
             total_time, backend_time = series["duration"], series["upstream"]
             duration.add_metric([model, protocol], _buckets(total_time), total_time["sum"])
             upstream.add_metric([model, protocol], _buckets(backend_time), backend_time["sum"])
-            # KServe's request_predict_seconds is the time in the model: summed over protocols.
-            counts, total = per_model.get(model, ([0] * (len(BUCKETS) + 1), 0.0))
-            row = [*(backend_time.get("buckets") or [0] * len(BUCKETS)), backend_time["count"]]
-            per_model[model] = (
-                [a + b for a, b in zip(counts, row, strict=True)],
-                total + backend_time["sum"],
-            )
-        for model, (counts, total) in per_model.items():
-            merged = {"buckets": counts[:-1], "count": counts[-1]}
-            predict.add_metric([model], _buckets(merged), total)
+            # KServe's names: the time in the model, summed over protocols; explain calls
+            # (V1 `:explain`, also in the backend time) apart from predictions.
+            predict_time.add(model, backend_time)
+            if series["explain"]["count"]:
+                predict_time.add(model, series["explain"], weight=-1)
+                explain_time.add(model, series["explain"])
+        predict_time.add_to(predict)
+        explain_time.add_to(explain)
         in_flight = GaugeMetricFamily(
             "tensorgate_in_flight_requests", "Requests in flight per route", labels=["model"]
         )
         for model, count in data["in_flight"]:
             in_flight.add_metric([model], count)
-        yield from (requests, bytes_in, bytes_out, duration, upstream, predict, in_flight)
+        yield from (requests, bytes_in, bytes_out, duration, upstream, predict, explain, in_flight)
         yield from _batch_metrics(data.get("batchers", []))
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from prometheus_client import REGISTRY, generate_latest
 
 from tensorgate import _core, models
-from tensorgate.config import ConfigError, GatewayConfig, ModelConfig, ModelMetadata
+from tensorgate.config import GatewayConfig, ModelConfig, ModelMetadata
 from tensorgate.metrics import GatewayCollector
 
 log = logging.getLogger("tensorgate")
@@ -52,7 +52,8 @@ def load_models(
     """Imports every in-process model of ``config`` (route name -> model); a route whose target
     is already ``running`` keeps that instance instead of loading it again.
 
-    A model that cannot be loaded is a :class:`ConfigError` naming the route.
+    A model that cannot be loaded is a :class:`~tensorgate.config.ConfigError` naming the file
+    and the route's field.
     """
     loaded = {}
     for name, target in config.python_models():
@@ -63,7 +64,7 @@ def load_models(
         try:
             loaded[name] = models.load(target)
         except ValueError as error:
-            raise ConfigError(f"model {name!r}: backend.python: {error}") from error
+            raise config.model_error(name, f"model {name!r}: {error}") from error
     return loaded
 
 

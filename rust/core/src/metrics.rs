@@ -84,6 +84,8 @@ pub struct Series {
     pub bytes_out: u64,
     pub duration: Histogram,
     pub upstream: Histogram,
+    /// The backend time of V1 `:explain` calls (also counted in `upstream`).
+    pub explain: Histogram,
 }
 
 /// What one finished request reports.
@@ -95,6 +97,8 @@ pub struct Observation {
     pub duration: Duration,
     /// Time spent waiting for the backend (or the in-process model), when it was reached.
     pub upstream: Option<Duration>,
+    /// A V1 `:explain` call, not a prediction.
+    pub explain: bool,
 }
 
 type PerProtocol = [Option<Arc<Mutex<Series>>>; 3];
@@ -132,6 +136,9 @@ impl Metrics {
         series.duration.observe(observation.duration);
         if let Some(upstream) = observation.upstream {
             series.upstream.observe(upstream);
+            if observation.explain {
+                series.explain.observe(upstream);
+            }
         }
     }
 
@@ -183,6 +190,7 @@ mod tests {
             bytes_out: 20,
             duration: Duration::from_micros(300),
             upstream: Some(Duration::from_micros(200)),
+            explain: false,
         };
         metrics.record("m", true, Protocol::V2, observation);
         metrics.record(
@@ -219,6 +227,7 @@ mod tests {
             bytes_out: 1,
             duration: Duration::from_micros(1),
             upstream: None,
+            explain: false,
         };
         let not_found = Observation { code: 404, ..ok };
         for made_up in ["a", "b", "c"] {

@@ -186,6 +186,7 @@ impl GrpcInferenceService for Front {
                 bytes_out,
                 duration: started.elapsed(),
                 upstream,
+                explain: false,
             };
             self.shared.metrics.record(
                 &model,
@@ -204,11 +205,24 @@ impl GrpcInferenceService for Front {
             latency: started.elapsed(),
         };
         line.write(self.shared.settings.load().access_log);
-        let mut response = tonic::Response::new(result?);
-        if let Ok(value) = tonic::metadata::MetadataValue::try_from(id.as_bytes()) {
-            response.metadata_mut().insert(REQUEST_ID, value);
+        // The request id goes back with errors too: they are what a caller looks up.
+        let id = tonic::metadata::MetadataValue::try_from(id.as_bytes()).ok();
+        let with_id = |metadata: &mut tonic::metadata::MetadataMap| {
+            if let Some(id) = id {
+                metadata.insert(REQUEST_ID, id);
+            }
+        };
+        match result {
+            Ok(message) => {
+                let mut response = tonic::Response::new(message);
+                with_id(response.metadata_mut());
+                Ok(response)
+            }
+            Err(mut status) => {
+                with_id(status.metadata_mut());
+                Err(status)
+            }
         }
-        Ok(response)
     }
 
     async fn repository_model_load(

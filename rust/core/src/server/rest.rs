@@ -35,6 +35,8 @@ struct Exchange<'p> {
     configured: bool,
     /// Set once a route for the model was found: only then is the request recorded by model.
     protocol: Option<Protocol>,
+    /// A V1 `:explain` call.
+    explain: bool,
     bytes_in: usize,
     upstream: Option<Duration>,
 }
@@ -79,6 +81,7 @@ pub async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Chu
             bytes_out: body_len(response.body()),
             duration: started.elapsed(),
             upstream: exchange.upstream,
+            explain: exchange.explain,
         };
         shared
             .metrics
@@ -241,6 +244,7 @@ async fn infer(
         RestFront::V2Infer => Protocol::V2,
     });
     exchange.configured = routes.is_configured(model);
+    exchange.explain = front == RestFront::V1Explain;
     let _admission = route.admit()?;
     let header_length = header_length(parts)?;
     let body = read_body(parts, body, route, shared.client_timeout).await?;
@@ -385,6 +389,9 @@ fn reply_response(reply: RestReply) -> Response<Chunks> {
         response
             .headers_mut()
             .insert(HEADER_LENGTH, HeaderValue::from(length));
+    }
+    if let Some(retry_after) = reply.retry_after {
+        response.headers_mut().insert(RETRY_AFTER, retry_after);
     }
     response
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{HeaderMap, Method, StatusCode};
 
 use super::BoxFuture;
@@ -53,6 +53,8 @@ pub struct RestReply {
     pub status: StatusCode,
     pub content_type: Option<HeaderValue>,
     pub header_length: Option<usize>,
+    /// A backend's `Retry-After` (on a 503 or 429), passed on to the client.
+    pub retry_after: Option<HeaderValue>,
     pub body: rest::Chunks,
 }
 
@@ -62,6 +64,7 @@ impl RestReply {
             status: StatusCode::OK,
             content_type: Some(HeaderValue::from_static(JSON)),
             header_length: None,
+            retry_after: None,
             body: body.into(),
         }
     }
@@ -77,6 +80,7 @@ impl RestReply {
             status: StatusCode::OK,
             content_type: Some(HeaderValue::from_static(content_type)),
             header_length,
+            retry_after: None,
             body: encoded.into(),
         }
     }
@@ -84,11 +88,13 @@ impl RestReply {
     /// A backend's REST answer, status and body unchanged; only an error body that is not
     /// `{"error": ...}` (FastAPI's `{"detail": ...}`, plain text) is rewrapped, message kept.
     fn passthrough(reply: rest::Reply) -> Self {
+        let retry_after = reply.headers.get(RETRY_AFTER).cloned();
         if !reply.is_success() && !reply.is_error_envelope() {
             return Self {
                 status: reply.status,
                 content_type: Some(HeaderValue::from_static(JSON)),
                 header_length: None,
+                retry_after,
                 body: reply.to_error().to_json_body().into(),
             };
         }
@@ -97,6 +103,7 @@ impl RestReply {
             status: reply.status,
             content_type: reply.headers.get(CONTENT_TYPE).cloned(),
             header_length,
+            retry_after,
             body: reply.body,
         }
     }
