@@ -37,6 +37,7 @@ from servers import (
     ROOT,
     Server,
     SplitProcess,
+    free_port,
     metric,
     python_path,
     start_gateway,
@@ -212,6 +213,21 @@ def test_readiness_follows_a_backend_that_stops_and_comes_back(
             )
             assert infer.status_code == 200, infer.text
             assert infer.json()["outputs"][0]["data"] == ROW_SUMS
+
+
+def test_a_backend_never_reached_is_not_ready_in_kserve_words(tmp_path: Path) -> None:
+    """Without health checks, readiness asks the backend; one that cannot be reached makes the
+    model not ready (KServe's text, gRPC ready=false), not a connection error."""
+    config = {
+        "health_check_interval_s": 0,
+        "models": [{"name": "m", "backend": {"url": f"http://{HOST}:{free_port()}"}}],
+    }
+    with start_gateway(config, log_dir=tmp_path) as gateway:
+        r = httpx.get(gateway.http_url + "/v2/models/m/ready", timeout=TIMEOUT)
+        assert r.status_code == 503, r.text
+        assert r.json() == {"error": "Model with name m is not ready."}
+        client = grpcclient.InferenceServerClient(gateway.grpc_target)
+        assert client.is_model_ready("m", client_timeout=TIMEOUT) is False
 
 
 # -- signals ------------------------------------------------------------------------------------

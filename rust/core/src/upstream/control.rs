@@ -17,11 +17,26 @@ use crate::route::{Backend, not_ready};
 
 impl Call<'_> {
     /// Whether the model can serve: the route's replicas are up and, for remote backends, the
-    /// backend says the model is ready.
+    /// backend says the model is ready. A backend that cannot be reached or does not answer
+    /// cannot serve: that is "not ready" (KServe's answer), not the connection error.
     pub async fn model_ready(&self) -> Result<bool> {
         if !self.route.is_ready() {
             return Ok(false);
         }
+        match self.backend_ready().await {
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::BadGateway
+                ) =>
+            {
+                Ok(false)
+            }
+            answer => answer,
+        }
+    }
+
+    async fn backend_ready(&self) -> Result<bool> {
         let model = self.route.backend_model(self.model);
         match &self.route.backend {
             Backend::Local(_) => Ok(true),
