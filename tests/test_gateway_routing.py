@@ -841,17 +841,26 @@ def test_serve_with_an_invalid_file_exits_2_naming_file_and_field(
     assert elapsed < 10.0
 
 
-def test_serve_with_an_unimportable_model_exits_2_naming_it(tmp_path: Path) -> None:
-    """A python target that cannot be imported is an invalid configuration value: exit 2 and a
-    one-line message naming it, like every other invalid value (not a traceback)."""
-    config = {"models": [{"name": "m", "backend": {"python": "no_such_module_xyz:predict"}}]}
-    result, elapsed, _ = run_serve(tmp_path, config)
-    assert result.returncode != 0
-    assert "no_such_module_xyz:predict" in result.stderr, result.stderr
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ("no_such_module_xyz:predict", "cannot be loaded: No module named 'no_such_module_xyz'"),
+        ("inproc_models:BrokenLoad", "failed to load: RuntimeError: weights.bin is missing"),
+    ],
+)
+def test_serve_with_a_model_that_cannot_load_exits_2_naming_it(
+    tmp_path: Path, target: str, reason: str
+) -> None:
+    """A python target that cannot be imported, or whose load() fails, is an invalid
+    configuration value: exit 2 and a one-line message naming it, like every other invalid
+    value (not a traceback)."""
+    config = {"models": [{"name": "m", "backend": {"python": target}}]}
+    result, elapsed, path = run_serve(tmp_path, config)
     assert elapsed < 10.0
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
-    assert ": models[0].backend.python: model 'm': " in result.stderr, result.stderr
+    expected = f"{path}: models[0].backend.python: model 'm': python model {target!r} {reason}"
+    assert expected in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("taken", ["http", "grpc"])

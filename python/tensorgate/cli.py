@@ -31,7 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", choices=["text", "json", "off"])
     serve.add_argument("--drain-timeout-s", type=float)
     serve.add_argument("--python-workers", type=int)
-    check = commands.add_parser("check-config", help="validate a configuration file and exit")
+    check = commands.add_parser(
+        "check-config",
+        help="validate a configuration file and exit (imports and loads in-process models, as "
+        "serve would: their load() runs)",
+    )
     check.add_argument("file")
     return parser
 

@@ -333,8 +333,9 @@ class GatewayConfig:
     def model_error(self, name: str, message: str) -> ConfigError:
         """A :class:`ConfigError` about the in-process model of route ``name``, naming the file
         and the field (``gateway.yaml: models[1].backend.python: ...``)."""
-        index = next((i for i, route, _ in self._python_routes() if route == name), 0)
-        return _Ctx(self.source, f"models[{index}].backend.python").error(message)
+        index = next((i for i, route, _ in self._python_routes() if route == name), None)
+        field = "backend.python" if index is None else f"models[{index}].backend.python"
+        return _Ctx(self.source, field).error(message)
 
 
 def _ms(seconds: float) -> int:

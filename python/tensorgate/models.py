@@ -94,11 +94,16 @@ def load(target: str) -> LoadedModel:
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"python model {target!r} cannot be loaded: {e}") from e
-    if inspect.isclass(obj):
-        obj = obj()
-    load_hook = getattr(obj, "load", None)
-    if callable(load_hook) and not inspect.isfunction(obj):
-        load_hook()
+    except Exception as e:  # the module itself failed: a SyntaxError, an error at import
+        raise ValueError(f"python model {target!r} failed to import: {_described(e)}") from e
+    try:
+        if inspect.isclass(obj):
+            obj = obj()
+        load_hook = getattr(obj, "load", None)
+        if callable(load_hook) and not inspect.isfunction(obj):
+            load_hook()
+    except Exception as e:  # the model's own constructor or load() failed
+        raise ValueError(f"python model {target!r} failed to load: {_described(e)}") from e
     fn = getattr(obj, "predict", None)
     if not callable(fn):
         fn = obj
@@ -111,6 +116,10 @@ def load(target: str) -> LoadedModel:
         inputs=_specs(obj, "inputs"),
         outputs=_specs(obj, "outputs"),
     )
+
+
+def _described(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
 
 
 def _specs(obj: object, attr: str) -> tuple[TensorSpec, ...]:

@@ -65,6 +65,16 @@ class Scaler:
         return {"y": _x(inputs) * self.factor, "loads": np.array([self.loads], dtype=np.int64)}
 
 
+class BrokenLoad:
+    """A model whose :meth:`load` fails (its weights are missing, say)."""
+
+    def load(self) -> None:
+        raise RuntimeError("weights.bin is missing")
+
+    def predict(self, inputs: Arrays) -> dict[str, Array]:
+        return {"y": _x(inputs)}
+
+
 def _check(x: Array) -> Array:
     if (x < 0).any():
         raise InvalidInput(f"{NEGATIVE}, got {float(x.min())}")

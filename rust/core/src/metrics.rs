@@ -103,16 +103,27 @@ pub struct Observation {
 
 type PerProtocol = [Option<Arc<Mutex<Series>>>; 3];
 
+/// Names without a route of their own (served by the wildcard route) that get series of their
+/// own; further ones count under the wildcard's name.
+pub const MAX_WILDCARD_NAMES: usize = 64;
+
 #[derive(Debug, Default)]
 pub struct Metrics {
-    series: Mutex<HashMap<String, PerProtocol>>,
+    series: Mutex<AllSeries>,
+}
+
+#[derive(Debug, Default)]
+struct AllSeries {
+    by_model: HashMap<String, PerProtocol>,
+    /// Names in `by_model` without a route of their own.
+    wildcard_names: usize,
 }
 
 impl Metrics {
     /// Records one answered request for `model`. A name with no route of its own (`configured`
     /// false: the wildcard route serves it) gets its own series only once it was answered with
-    /// success; until then its answers count under the wildcard's name, so names clients make
-    /// up (each one a 404 from the backend) cannot add series without bound.
+    /// success, and only [`MAX_WILDCARD_NAMES`] such names do; other answers count under the
+    /// wildcard's name, so names clients make up cannot add series without bound.
     pub fn record(
         &self,
         model: &str,
@@ -124,7 +135,7 @@ impl Metrics {
             Protocol::Grpc => observation.code == 0,
             Protocol::V1 | Protocol::V2 => (200..300).contains(&observation.code),
         };
-        let Some(series) = self.series_for(model, configured || succeeded, protocol) else {
+        let Some(series) = self.series_for(model, configured, succeeded, protocol) else {
             return;
         };
         let Ok(mut series) = series.lock() else {
@@ -142,19 +153,29 @@ impl Metrics {
         }
     }
 
-    /// The series of `model` and `protocol`, created as needed; a model without series of its
-    /// own that may not have one (`own`) uses the wildcard's.
-    fn series_for(&self, model: &str, own: bool, protocol: Protocol) -> Option<Arc<Mutex<Series>>> {
+    /// The series of `model` and `protocol`, created as needed (see [`Metrics::record`] for
+    /// which names get series of their own).
+    fn series_for(
+        &self,
+        model: &str,
+        configured: bool,
+        succeeded: bool,
+        protocol: Protocol,
+    ) -> Option<Arc<Mutex<Series>>> {
         let mut all = self.series.lock().ok()?;
-        let model = if own || all.contains_key(model) {
+        let model = if configured || all.by_model.contains_key(model) {
+            model
+        } else if succeeded && model != WILDCARD && all.wildcard_names < MAX_WILDCARD_NAMES {
+            all.wildcard_names += 1;
             model
         } else {
             WILDCARD
         };
-        if !all.contains_key(model) {
-            all.insert(model.to_owned(), PerProtocol::default());
+        if !all.by_model.contains_key(model) {
+            all.by_model
+                .insert(model.to_owned(), PerProtocol::default());
         }
-        let slot = &mut all.get_mut(model)?[protocol.index()];
+        let slot = &mut all.by_model.get_mut(model)?[protocol.index()];
         Some(Arc::clone(slot.get_or_insert_with(|| {
             Arc::new(Mutex::new(Series {
                 model: model.to_owned(),
@@ -169,7 +190,8 @@ impl Metrics {
         let Ok(all) = self.series.lock() else {
             return Vec::new();
         };
-        all.values()
+        all.by_model
+            .values()
             .flatten()
             .flatten()
             .filter_map(|series| series.lock().ok().map(|s| s.clone()))
@@ -252,5 +274,28 @@ mod tests {
         ]
         .map(|(m, c, n)| (m.to_owned(), c, n));
         assert_eq!(seen, expected);
+    }
+
+    /// A wildcard backend that answers any name (an in-process model, a fixed `backend.model`)
+    /// gives at most `MAX_WILDCARD_NAMES` names their own series; configured names always.
+    #[test]
+    fn wildcard_names_with_series_are_bounded() {
+        let metrics = Metrics::default();
+        let ok = Observation {
+            code: 200,
+            bytes_in: 1,
+            bytes_out: 1,
+            duration: Duration::from_micros(1),
+            upstream: None,
+            explain: false,
+        };
+        for i in 0..MAX_WILDCARD_NAMES + 10 {
+            metrics.record(&format!("any{i}"), false, Protocol::V2, ok);
+        }
+        metrics.record("named", true, Protocol::V2, ok);
+        let snapshot = metrics.snapshot();
+        assert_eq!(snapshot.len(), MAX_WILDCARD_NAMES + 2);
+        let overflow = snapshot.iter().find(|s| s.model == "*");
+        assert_eq!(overflow.map(|s| s.codes[&200]), Some(10));
     }
 }

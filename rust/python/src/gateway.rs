@@ -46,8 +46,10 @@ struct PyModel {
     jobs: Sender<Job>,
 }
 
+/// Queues a job for Python; `full` says what is waiting for whom when the queue is full.
 fn enqueue<T: Send + 'static>(
     jobs: &Sender<Job>,
+    full: &str,
     job: impl FnOnce(oneshot::Sender<Result<T, CoreError>>) -> Job,
 ) -> BoxFuture<Result<T, CoreError>> {
     let (reply, answer) = oneshot::channel();
@@ -56,7 +58,7 @@ fn enqueue<T: Send + 'static>(
         Err(TrySendError::Full(_)) => Err(CoreError::new(
             ErrorKind::Overloaded,
             format!(
-                "{} calls are already waiting for a Python worker (python_queue_size); retry later",
+                "{} {full}; retry later",
                 jobs.capacity().unwrap_or_default()
             ),
         )),
@@ -77,7 +79,7 @@ fn enqueue<T: Send + 'static>(
 impl LocalModel for PyModel {
     fn infer(&self, request: CoreRequest) -> BoxFuture<Result<CoreResponse, CoreError>> {
         let model = self.route.clone();
-        enqueue(&self.jobs, |reply| Job::Infer {
+        enqueue(&self.jobs, INFER_FULL, |reply| Job::Infer {
             model,
             request: Box::new(request),
             reply,
@@ -94,12 +96,17 @@ impl Host for PyHost {
     }
 
     fn metrics(&self) -> BoxFuture<Result<String, CoreError>> {
-        enqueue(&self.metrics_jobs, |reply| Job::Metrics { reply })
+        enqueue(&self.metrics_jobs, METRICS_FULL, |reply| Job::Metrics {
+            reply,
+        })
     }
 }
 
 /// Scrapes waiting for the metrics thread; more at once are refused with a 503.
 const METRICS_QUEUE_SIZE: usize = 16;
+
+const INFER_FULL: &str = "calls are already waiting for a Python worker (python_queue_size)";
+const METRICS_FULL: &str = "scrapes are already waiting for the metrics thread";
 
 /// A running gateway: `Gateway(config_json)`. See `tensorgate.serve`.
 #[pyclass(module = "tensorgate._core")]

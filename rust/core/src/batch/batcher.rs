@@ -461,9 +461,11 @@ impl Batchers {
         }
     }
 
-    /// The batcher of `model` and `version`, made on first use; `None` once the route has
-    /// [`MAX_BATCHERS`] and this is a new one: such requests go unbatched, so names clients
-    /// make up (any name on a wildcard route, any version) cannot grow memory without bound.
+    /// The batcher of `model` and `version`, made on first use. A route keeps at most
+    /// [`MAX_BATCHERS`]: a new one takes the place of an idle one (nothing queued or running),
+    /// and when none is idle it is `None` and the request goes unbatched, so names clients make
+    /// up (any name on a wildcard route, any version) cannot grow memory without bound nor
+    /// hold the places for good.
     pub fn get(&self, model: &str, version: Option<&str>) -> Option<Arc<Batcher>> {
         let mut all = self
             .by_model
@@ -475,7 +477,7 @@ impl Batchers {
         if let Some((_, batcher)) = found {
             return Some(Arc::clone(batcher));
         }
-        if all.values().map(Vec::len).sum::<usize>() >= MAX_BATCHERS {
+        if all.values().map(Vec::len).sum::<usize>() >= MAX_BATCHERS && !evict_idle(&mut all) {
             return None;
         }
         let batcher = Arc::new(Batcher {
@@ -495,6 +497,19 @@ impl Batchers {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         all.values().flatten().map(|(_, b)| b.stats()).collect()
     }
+}
+
+/// Drops one batcher nothing else holds: no request waits on it, no dispatcher or batch task
+/// runs for it (each of those holds a reference). Whether one was found.
+fn evict_idle(all: &mut ByModel) -> bool {
+    for versions in all.values_mut() {
+        if let Some(idle) = versions.iter().position(|(_, b)| Arc::strong_count(b) == 1) {
+            versions.swap_remove(idle);
+            all.retain(|_, versions| !versions.is_empty());
+            return true;
+        }
+    }
+    false
 }
 
 /// Tells the queue that a batch it formed is over, when dropped: once answered, or early when
@@ -699,10 +714,18 @@ mod tests {
         for name in &names {
             assert!(batchers.get(name, None).is_some(), "{name}");
         }
+        // Every batcher is busy (held here): a new name goes unbatched.
+        let busy: Vec<Arc<Batcher>> = names.iter().filter_map(|n| batchers.get(n, None)).collect();
         assert!(batchers.get("one-more", None).is_none());
         assert!(batchers.get("m0", Some("2")).is_none());
-        let again = batchers.get("m0", None).unwrap();
-        assert!(Arc::ptr_eq(&again, &batchers.get("m0", None).unwrap()));
+        assert!(Arc::ptr_eq(&busy[0], &batchers.get("m0", None).unwrap()));
+        // Once one is idle, a new name takes its place.
+        drop(busy);
+        let newcomer = batchers.get("one-more", None).unwrap();
+        assert!(Arc::ptr_eq(
+            &newcomer,
+            &batchers.get("one-more", None).unwrap()
+        ));
         assert_eq!(batchers.stats().len(), MAX_BATCHERS);
     }
 
