@@ -62,6 +62,8 @@ struct Candidate {
     totals: Vec<usize>,
     /// A compatible member had to be left out because the batch was full.
     overflow: bool,
+    /// A member of another key was seen (so other batches may be due).
+    other_keys: bool,
 }
 
 impl Candidate {
@@ -163,8 +165,14 @@ impl<T: Member> Queue<T> {
             Ok(rows) => return self.dispatch(&oldest, rows, now),
             Err(at) => at,
         };
-        // While the oldest member's batch waits, a due batch of another shape goes.
-        for candidate in self.other_candidates() {
+        // While the oldest member's batch waits, a due batch of another shape goes. (A batch
+        // that is not due saw every member: `other_keys` says whether there are others.)
+        let others = if oldest.other_keys {
+            self.other_candidates()
+        } else {
+            Vec::new()
+        };
+        for candidate in others {
             match self.due(&candidate, now) {
                 Ok(rows) => return self.dispatch(&candidate, rows, now),
                 Err(at) => wait = wait.min(at),
@@ -214,12 +222,17 @@ impl<T: Member> Queue<T> {
             positions: vec![start],
             totals: vec![head.rows()],
             overflow: false,
+            other_keys: false,
         };
         for (position, member) in self.members.iter().enumerate().skip(start + 1) {
             if candidate.rows() >= max {
                 break;
             }
-            if member.is_gone() || member.key() != head.key() {
+            if member.is_gone() {
+                continue;
+            }
+            if member.key() != head.key() {
+                candidate.other_keys = true;
                 continue;
             }
             let total = candidate.rows() + member.rows();
