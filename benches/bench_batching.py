@@ -24,6 +24,10 @@ sweep    at each client concurrency (1, 8, 32, 128), wrk -> tensorgate with batc
          rerun the ceiling (batch-32, one connection) between them, for per-round ratios. The
          targets (>= 0.9x the ceiling, >= 2x MLServer at equal or lower p99) are printed for
          the highest concurrency.
+open     Poisson arrivals (``benches/open_loop.py``: requests from independent clients, sent at
+         their arrival times whatever the answers) at each of OPEN_RATES requests per second,
+         through the gateway without batching, with max_queue_delay_ms 2 and with "auto":
+         p50/p90/p99 from the scheduled arrival, and the mean batch the backend received.
 overhead at concurrency 1, p50 through the gateway with batching at max_queue_delay_ms 0
          against the same gateway without batching, in front of a fixed-response nginx (the
          precise measure) and in front of the KServe model. The difference is what batching
@@ -44,7 +48,8 @@ Knobs (flag, or environment variable): --duration / DURATION (5 s), --reps / REP
 --overhead-reps / OVERHEAD_REPS (3), --warmup / WARMUP (1 s), --python / BENCH_PYTHON
 (/tmp/benchvenv-batch/bin/python), --backend-cpus / BACKEND_CPUS (0), --gateway-cpus / GATEWAY_CPUS
 (1), --client-cpus / CLIENT_CPUS (1), --budget / BUDGET_S (590 s), --only / ONLY
-(ceiling,sweep,overhead), --concurrency / CONCURRENCY (1,8,32,128), --inflight / INFLIGHT
+(ceiling,sweep,overhead,open), --concurrency / CONCURRENCY (1,8,32,128), --open-rates /
+OPEN_RATES (100,300), --inflight / INFLIGHT
 (max_inflight_batches, 2), --mlserver-workers / MLSERVER_WORKERS (MLServer parallel_workers, 0),
 ACCEL_FIXED_MS (2), ACCEL_PER_ROW_US (20).
 """
@@ -94,7 +99,7 @@ from servers import HOST, MLSERVER, Server, _start, free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ROOT / "benches" / "backends_batching"
-SECTIONS = ("ceiling", "sweep", "overhead")
+SECTIONS = ("ceiling", "sweep", "overhead", "open")
 #: Rows of a client request / of a ceiling request; columns of every row.
 ROWS_PER_REQUEST, CEILING_ROWS, COLS = 1, 32, 4
 MAX_BATCH = 32
@@ -120,6 +125,7 @@ class Knobs:
     mlserver_workers: int
     fixed_ms: float
     per_row_us: float
+    open_rates: tuple[float, ...]
 
 
 def parse_knobs(argv: Sequence[str] | None = None) -> Knobs:
@@ -142,6 +148,7 @@ def parse_knobs(argv: Sequence[str] | None = None) -> Knobs:
     parser.add_argument("--concurrency", default=env.get("CONCURRENCY", "1,8,32,128"))
     parser.add_argument("--inflight", type=int, default=int(env.get("INFLIGHT", 2)))
     parser.add_argument("--mlserver-workers", type=int, default=int(env.get("MLSERVER_WORKERS", 0)))
+    parser.add_argument("--open-rates", default=env.get("OPEN_RATES", "100,300"))
     args = parser.parse_args(argv)
     only = tuple(s for s in args.only.split(",") if s)
     unknown = sorted(set(only) - set(SECTIONS))
@@ -170,6 +177,7 @@ def parse_knobs(argv: Sequence[str] | None = None) -> Knobs:
         mlserver_workers=args.mlserver_workers,
         fixed_ms=float(env.get("ACCEL_FIXED_MS", 2)),
         per_row_us=float(env.get("ACCEL_PER_ROW_US", 20)),
+        open_rates=tuple(float(r) for r in args.open_rates.split(",") if r),
     )
 
 
@@ -829,6 +837,79 @@ def section_overhead(bench: Bench) -> list[str]:
     return verdicts
 
 
+OPEN_ROUTES = ("ks-nb", "ks-b2", "ks-auto")
+OPEN_LOOP = ROOT / "benches" / "open_loop.py"
+
+
+def section_open(bench: Bench) -> list[str]:
+    """Poisson arrivals (``benches/open_loop.py``) at each of OPEN_RATES: p50/p90/p99 through
+    the gateway without batching, with the fixed 2 ms delay and with ``auto``, and the mean
+    batch the backend received. Requests from independent clients do not wait for each other's
+    answers, so this is where a batcher's waiting is not paid back by callers coming back."""
+    settings, knobs = bench.settings, bench.knobs
+    gw = bench.gateway
+    assert gw is not None
+    body = settings.run_dir / "v2_open.json"
+    body.write_bytes(v2_request(OVERHEAD_X))
+    routes = [route for route in OPEN_ROUTES if route in bench.routes]
+    results: dict[tuple[float, str], list[tuple[dict[str, float], Stats]]] = {}
+    for rate in knobs.open_rates:
+        for rep in range(settings.reps):
+            # Interleaved, the order turned each round, so drift hits every route alike.
+            for route in routes[rep % len(routes) :] + routes[: rep % len(routes)]:
+                if left(settings) < settings.duration + 10:
+                    log(f"open: budget spent, skipping {route} at {rate}/s")
+                    continue
+                before = settled_stats(bench.kserve)
+                argv = [
+                    *pin(settings.client_cpus), sys.executable, str(OPEN_LOOP),
+                    infer(gw, route), str(body), "--rate", str(rate),
+                    "--duration", str(settings.duration), "--seed", str(rep),
+                ]  # fmt: skip
+                done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+                if done.returncode != 0:
+                    log(f"open: {route} at {rate}/s failed: {done.stderr.strip()[-300:]}")
+                    continue
+                outcome = json.loads(done.stdout.strip().splitlines()[-1])
+                results.setdefault((rate, route), []).append(
+                    (outcome, settled_stats(bench.kserve) - before)
+                )
+    print("\n### Open loop: Poisson arrivals, one-row requests\n")
+    print(
+        f"`benches/open_loop.py` on CPU {settings.client_cpus} sends each request at its "
+        f"arrival time (no waiting for answers) for {settings.duration} s per round, "
+        f"{settings.reps} rounds per row, interleaved; latency counts from the scheduled "
+        "arrival. Medians over rounds; mean batch from the backend's own counters.\n"
+    )
+    print("| rate | route | sent/s | p50 ms | p90 ms | p99 ms | mean batch | errors |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    p50: dict[tuple[float, str], float] = {}
+    for (rate, route), rounds in results.items():
+        median = {k: float(np.median([o[k] for o, _ in rounds])) for k in rounds[0][0]}
+        stats = sum((st for _, st in rounds), Stats())
+        batch = stats.rows / stats.calls if stats.calls else None
+        p50[(rate, route)] = median["p50_ms"]
+        print(
+            f"| {rate:g}/s | {bench.routes[route]} | {median['rate']:,.0f} | "
+            f"{median['p50_ms']:.2f} | {median['p90_ms']:.2f} | {median['p99_ms']:.2f} | "
+            f"{fmt(batch, '.2f')} | {sum(int(o['errors']) for o, _ in rounds)} |"
+        )
+    verdicts = []
+    for rate in knobs.open_rates:
+        base = p50.get((rate, "ks-nb"))
+        for route in ("ks-auto", "ks-b2"):
+            got = p50.get((rate, route))
+            if base is not None and got is not None:
+                verdicts.append(
+                    f"{rate:g} req/s: {bench.routes[route]} p50 {got:.2f} ms vs "
+                    f"{base:.2f} ms without batching ({got - base:+.2f} ms)"
+                )
+    print()
+    for line in verdicts:
+        print(f"- {line}")
+    return verdicts
+
+
 # --------------------------------------------------------------------------------- main
 
 
@@ -865,6 +946,8 @@ def main() -> None:
                     summary[name], ceiling = section_ceiling(bench)
                 elif name == "sweep":
                     summary[name] = section_sweep(bench, ceiling)
+                elif name == "open":
+                    summary[name] = section_open(bench)
                 else:
                     summary[name] = section_overhead(bench)
             except Exception as error:
