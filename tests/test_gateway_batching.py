@@ -14,16 +14,19 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+import tensorgate.demo
 import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
 from clients import FRONTS, SUM_METADATA, TIMEOUT, Array, Clients, ask, assert_row_sums, matrix
 from prometheus_client.parser import text_string_to_metric_families
 from servers import Gateway, Server, metric, start_gateway
+from tritonclient.utils import InferenceServerException
 
 #: Holds a batch back until it is full (or a test gives up): long enough never to fire.
 NEVER_MS = 60_000
@@ -41,6 +44,7 @@ def route(name: str, url: str, model: str, batching: dict[str, Any], **backend: 
 def gateway_config(kserve: Server, mlserver: Server) -> dict[str, Any]:
     rest, grpc_url = kserve.http_url, f"grpc://{kserve.grpc_target}"
     small = {"max_batch_size": 8, "max_queue_delay_ms": 20}
+    full_pairs = {"max_batch_size": 2, "max_queue_delay_ms": NEVER_MS}
     return {
         "access_log": "off",
         "health_check_interval_s": 0,
@@ -60,6 +64,12 @@ def gateway_config(kserve: Server, mlserver: Server) -> dict[str, Any]:
             route("b-auto", rest, "sum", {"max_batch_size": 8, "max_queue_delay_ms": "auto"}),
             route("shapes", rest, "sum", {"max_batch_size": 8, "max_queue_delay_ms": 300}),
             route("pairs", rest, "sum", {"max_batch_size": 2, "max_queue_delay_ms": 2000}),
+            route("slow-pairs", rest, "slow", full_pairs),
+            {
+                "name": "cls",
+                "backend": {"python": "tensorgate.demo:classifier"},
+                "batching": {"max_batch_size": 3, "max_queue_delay_ms": NEVER_MS},
+            },
             # One batch at a time, one row each: the `slow` model holds the only slot.
             route(
                 "one-slot",
@@ -154,6 +164,60 @@ def test_four_clients_of_four_protocols_share_one_batch(
         if front != "v1":
             assert answer.id == f"mixed-{front}"
     assert calls("sum") == [4]
+
+
+def test_members_of_one_batch_get_only_the_outputs_they_asked_for(gateway: Gateway) -> None:
+    """Three clients of a two-output model share one batch: one asks for ``label`` in JSON, one
+    for ``probabilities`` in binary (tritonclient), one (gRPC) for everything; each gets just
+    that, with its own rows and id."""
+    x = {name: rows(1, 4, seed) for seed, name in enumerate(("label", "probs", "all"))}
+    want = {name: tensorgate.demo.classifier.predict({"x": v}) for name, v in x.items()}
+
+    def label() -> dict[str, Any]:
+        body = {
+            "id": "c-label",
+            "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
+                        "data": x["label"].ravel().tolist()}],
+            "outputs": [{"name": "label"}],
+        }  # fmt: skip
+        r = httpx.post(f"{gateway.http_url}/v2/models/cls/infer", json=body, timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+        answer: dict[str, Any] = r.json()
+        return answer
+
+    def probabilities() -> Any:
+        client = httpclient.InferenceServerClient(gateway.http_url.split("//")[1])
+        tensor = httpclient.InferInput("x", [1, 4], "FP32")
+        tensor.set_data_from_numpy(x["probs"], binary_data=True)
+        wanted = httpclient.InferRequestedOutput("probabilities", binary_data=True)
+        return client.infer("cls", [tensor], outputs=[wanted], request_id="c-probs")
+
+    def everything() -> Any:
+        client = grpcclient.InferenceServerClient(gateway.grpc_target)
+        tensor = grpcclient.InferInput("x", [1, 4], "FP32")
+        tensor.set_data_from_numpy(x["all"])
+        return client.infer("cls", [tensor], request_id="c-all", client_timeout=TIMEOUT)
+
+    json_answer, binary_answer, grpc_answer = run_all([label, probabilities, everything])
+    # Row by row, a batched matrix product may round differently in the last bits.
+    assert json_answer["id"] == "c-label"
+    assert [o["name"] for o in json_answer["outputs"]] == ["label"]
+    assert json_answer["outputs"][0]["data"] == want["label"]["label"].tolist()
+    response = binary_answer.get_response()
+    assert response["id"] == "c-probs"
+    assert [o["name"] for o in response["outputs"]] == ["probabilities"]
+    assert "binary_data_size" in response["outputs"][0]["parameters"]
+    np.testing.assert_allclose(
+        binary_answer.as_numpy("probabilities"), want["probs"]["probabilities"], rtol=1e-5
+    )
+    assert grpc_answer.get_response().id == "c-all"
+    assert {o.name for o in grpc_answer.get_response().outputs} == {"probabilities", "label"}
+    np.testing.assert_allclose(
+        grpc_answer.as_numpy("probabilities"), want["all"]["probabilities"], rtol=1e-5
+    )
+    assert grpc_answer.as_numpy("label").tolist() == want["all"]["label"].tolist()
+    page = httpx.get(f"{gateway.http_url}/metrics", timeout=TIMEOUT).text
+    assert metric(page, "tensorgate_batch_rows_count", {"model": "cls", "version": ""}) == 1
 
 
 @pytest.mark.parametrize("route_name", ["b-v1", "b-v2", "b-bin", "b-grpc", "b-ml", "b-inproc"])
@@ -349,21 +413,55 @@ def test_a_request_waiting_past_queue_timeout_gets_504(gateway: Gateway) -> None
     busy.join(TIMEOUT)
 
 
+def answer_later(gateway: Gateway, model: str, body: dict[str, Any]) -> Future[httpx.Response]:
+    """POSTs ``body`` on a thread; the response comes in the future."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    url = f"{gateway.http_url}/v2/models/{model}/infer"
+    answer = pool.submit(httpx.post, url, json=body, timeout=TIMEOUT)
+    pool.shutdown(wait=False)
+    return answer
+
+
+@pytest.mark.parametrize("leaver", ["rest", "grpc"])
 def test_a_client_that_leaves_before_its_batch_is_sent_is_left_out(
-    gateway: Gateway, calls: Callable[[str], list[int]]
+    gateway: Gateway, calls: Callable[[str], list[int]], leaver: str
 ) -> None:
-    """While the only slot is busy, a client queues and hangs up; the next batch carries only
-    the client that stayed, and the batch at the backend is not disturbed."""
-    busy = post_later(gateway, "one-slot", slow_body(1.0))
+    """While the only slot is busy, a client queues and hangs up (a REST client closing its
+    connection, a gRPC client whose deadline passes); the next batch carries only the client
+    that stayed, and the batch at the backend is not disturbed."""
+    busy = answer_later(gateway, "one-slot", slow_body(1.0))
     time.sleep(0.2)
-    with pytest.raises(httpx.ReadTimeout):
-        httpx.post(f"{gateway.http_url}/v2/models/one-slot/infer", json=slow_body(0.0), timeout=0.2)
+    if leaver == "rest":
+        url = f"{gateway.http_url}/v2/models/one-slot/infer"
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(url, json=slow_body(0.0), timeout=0.2)
+    else:
+        client = grpcclient.InferenceServerClient(gateway.grpc_target)
+        tensor = grpcclient.InferInput("x", [1, 2], "FP32")
+        tensor.set_data_from_numpy(np.array([[0.0, 1.0]], np.float32))
+        with pytest.raises(InferenceServerException, match=r"(?i)deadline"):
+            client.infer("one-slot", [tensor], client_timeout=0.2)
     r = httpx.post(
         f"{gateway.http_url}/v2/models/one-slot/infer", json=slow_body(0.0, k=2), timeout=TIMEOUT
     )
     assert r.status_code == 200, r.text
-    busy.join(TIMEOUT)
+    assert busy.result(TIMEOUT).status_code == 200
     assert calls("slow") == [1, 1]
+
+
+def test_a_client_that_leaves_after_its_batch_is_sent_does_not_abort_it(
+    gateway: Gateway, calls: Callable[[str], list[int]]
+) -> None:
+    """Two clients share a batch at the backend; one hangs up meanwhile: the batch goes on and
+    the other gets its answer."""
+    stays = answer_later(gateway, "slow-pairs", slow_body(1.0))
+    url = f"{gateway.http_url}/v2/models/slow-pairs/infer"
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(url, json=slow_body(1.0), timeout=0.4)
+    answer = stays.result(TIMEOUT)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outputs"][0]["data"] == [2.0]
+    assert calls("slow") == [2]
 
 
 def test_a_malformed_request_is_rejected_alone(gateway: Gateway) -> None:
