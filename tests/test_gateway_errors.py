@@ -178,9 +178,9 @@ def test_unknown_path_is_404_in_the_error_envelope(client: httpx.Client, path: s
     [
         ("GET", "/v2/models/sum/infer", "POST"),
         ("GET", "/v1/models/sum:predict", "POST"),
-        ("POST", "/v2/health/live", "GET"),
-        ("POST", "/v2/models/sum/ready", "GET"),
-        ("DELETE", "/v2/models/sum", "GET"),
+        ("POST", "/v2/health/live", "GET, HEAD"),
+        ("POST", "/v2/models/sum/ready", "GET, HEAD"),
+        ("DELETE", "/v2/models/sum", "GET, HEAD"),
     ],
 )
 def test_wrong_verb_is_405_with_allow(
@@ -190,6 +190,8 @@ def test_wrong_verb_is_405_with_allow(
     assert r.status_code == 405, r.text
     assert r.headers["allow"] == allow
     assert error_of(r)
+    for verb in allow.split(", "):
+        assert client.request(verb, path).status_code != 405, verb
 
 
 # -- malformed bodies ---------------------------------------------------------------------------

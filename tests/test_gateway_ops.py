@@ -697,6 +697,15 @@ def test_access_log_json_on_stdout(tmp_path: Path) -> None:
         (error,) = [rec for rec in records if rec["request_id"] == missing.headers["x-request-id"]]
         assert error["status"] == 404
         assert rid not in stderr_of(gateway)
+        # gRPC calls about a model are logged too, with the gRPC status code.
+        grpc_id = "grpc-" + uuid.uuid4().hex
+        client = grpcclient.InferenceServerClient(gateway.grpc_target)
+        assert client.is_model_ready("sum", headers={"x-request-id": grpc_id})
+        wait_until(lambda: grpc_id in gateway.log(), 3.0, "the ModelReady line")
+        records = [json.loads(ln) for ln in gateway.log().splitlines() if ln.startswith("{")]
+        (ready,) = [rec for rec in records if rec["request_id"] == grpc_id]
+        assert ready["path"] == "/inference.GRPCInferenceService/ModelReady"
+        assert (ready["model"], ready["protocol"], ready["status"]) == ("sum", "grpc", 0)
 
 
 def test_access_log_off_is_silent(tmp_path: Path) -> None:

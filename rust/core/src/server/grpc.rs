@@ -121,11 +121,12 @@ impl GrpcInferenceService for Front {
         &self,
         request: tonic::Request<ModelReadyRequest>,
     ) -> Result<tonic::Response<ModelReadyResponse>, Status> {
-        let (headers, _) = self.headers(&request);
+        let forwarded = self.headers(&request);
         let message = request.into_inner();
         let backend_ready = self
             .with_call(
-                headers,
+                forwarded,
+                "/inference.GRPCInferenceService/ModelReady",
                 &message.name,
                 version(&message.version),
                 async |call| call.model_ready().await,
@@ -150,10 +151,11 @@ impl GrpcInferenceService for Front {
         &self,
         request: tonic::Request<ModelMetadataRequest>,
     ) -> Result<tonic::Response<ModelMetadataResponse>, Status> {
-        let (headers, _) = self.headers(&request);
+        let forwarded = self.headers(&request);
         let message = request.into_inner();
         self.with_call(
-            headers,
+            forwarded,
+            "/inference.GRPCInferenceService/ModelMetadata",
             &message.name,
             version(&message.version),
             async |call| call.model_metadata().await,
@@ -195,16 +197,13 @@ impl GrpcInferenceService for Front {
                 observation,
             );
         }
-        let line = AccessLine {
-            request_id: id.to_str().unwrap_or("-"),
-            method: "POST",
-            path: "/inference.GRPCInferenceService/ModelInfer",
-            model: &model,
-            protocol: Protocol::Grpc.as_str(),
-            status: code as u16,
-            latency: started.elapsed(),
-        };
-        line.write(self.shared.settings.load().access_log);
+        self.log_call(
+            &id,
+            "/inference.GRPCInferenceService/ModelInfer",
+            &model,
+            code,
+            started,
+        );
         // The request id goes back with errors too: they are what a caller looks up.
         let id = tonic::metadata::MetadataValue::try_from(id.as_bytes()).ok();
         let with_id = |metadata: &mut tonic::metadata::MetadataMap| {
@@ -229,9 +228,9 @@ impl GrpcInferenceService for Front {
         &self,
         request: tonic::Request<RepositoryModelLoadRequest>,
     ) -> Result<tonic::Response<RepositoryModelLoadResponse>, Status> {
-        let (headers, _) = self.headers(&request);
+        let forwarded = self.headers(&request);
         let model = request.into_inner().model_name;
-        self.repository(&model, true, headers).await?;
+        self.repository(&model, true, forwarded).await?;
         Ok(tonic::Response::new(RepositoryModelLoadResponse {
             model_name: model,
             is_loaded: true,
@@ -242,9 +241,9 @@ impl GrpcInferenceService for Front {
         &self,
         request: tonic::Request<RepositoryModelUnloadRequest>,
     ) -> Result<tonic::Response<RepositoryModelUnloadResponse>, Status> {
-        let (headers, _) = self.headers(&request);
+        let forwarded = self.headers(&request);
         let model = request.into_inner().model_name;
-        self.repository(&model, false, headers).await?;
+        self.repository(&model, false, forwarded).await?;
         Ok(tonic::Response::new(RepositoryModelUnloadResponse {
             model_name: model,
             is_unloaded: true,
@@ -253,24 +252,67 @@ impl GrpcInferenceService for Front {
 }
 
 impl Front {
-    async fn repository(&self, model: &str, load: bool, headers: HeaderMap) -> Result<(), Status> {
-        self.with_call(headers, model, None, async |call| {
+    async fn repository(
+        &self,
+        model: &str,
+        load: bool,
+        forwarded: (HeaderMap, HeaderValue),
+    ) -> Result<(), Status> {
+        let path = if load {
+            "/inference.GRPCInferenceService/RepositoryModelLoad"
+        } else {
+            "/inference.GRPCInferenceService/RepositoryModelUnload"
+        };
+        self.with_call(forwarded, path, model, None, async |call| {
             call.repository(load).await
         })
         .await
     }
 
-    /// Runs `work` on a call to `model`'s route (NOT_FOUND when no route serves it).
+    /// Runs `work` on a call of `path` to `model`'s route (NOT_FOUND when no route serves it),
+    /// and writes its access-log line.
     async fn with_call<T>(
         &self,
-        headers: HeaderMap,
+        forwarded: (HeaderMap, HeaderValue),
+        path: &str,
         model: &str,
         version: Option<&str>,
         work: impl AsyncFnOnce(&crate::upstream::forward::Call<'_>) -> crate::Result<T>,
     ) -> Result<T, Status> {
-        let routes = self.shared.routes.load();
-        let route = find(&routes, model)?;
-        let call = self.shared.call(route, model, version, headers);
-        work(&call).await.map_err(|e| status(&e))
+        let started = Instant::now();
+        let (headers, id) = forwarded;
+        let result = async {
+            let routes = self.shared.routes.load();
+            let route = find(&routes, model)?;
+            let call = self.shared.call(route, model, version, headers);
+            work(&call).await.map_err(|e| status(&e))
+        }
+        .await;
+        let code = result
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok);
+        self.log_call(&id, path, model, code, started);
+        result
+    }
+
+    /// The access-log line of a call of `path` (a `GRPCInferenceService` method).
+    fn log_call(
+        &self,
+        id: &HeaderValue,
+        path: &str,
+        model: &str,
+        code: tonic::Code,
+        started: Instant,
+    ) {
+        let line = AccessLine {
+            request_id: id.to_str().unwrap_or("-"),
+            method: "POST",
+            path,
+            model,
+            protocol: Protocol::Grpc.as_str(),
+            status: code as u16,
+            latency: started.elapsed(),
+        };
+        line.write(self.shared.settings.load().access_log);
     }
 }

@@ -371,9 +371,15 @@ fn mismatch_response(mismatch: Mismatch) -> Response<Chunks> {
             let body =
                 Error::bad_request(format!("Method Not Allowed (use {allowed})")).to_json_body();
             let mut response = bytes_response(StatusCode::METHOD_NOT_ALLOWED, body.into());
+            // A GET route answers HEAD too.
+            let allow = if allowed == "GET" {
+                "GET, HEAD"
+            } else {
+                allowed
+            };
             response
                 .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static(allowed));
+                .insert(ALLOW, HeaderValue::from_static(allow));
             response
         }
     }
