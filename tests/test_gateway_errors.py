@@ -381,11 +381,11 @@ def test_small_unread_body_keeps_the_connection(gateway: Server) -> None:
 
     with socket.create_connection(("127.0.0.1", gateway.http_port), timeout=TIMEOUT) as sock:
         sock.sendall(post("no-such-model"))
-        first = read_response(sock)
+        first = read_message(sock)
         assert first.startswith(b"HTTP/1.1 404"), first
         assert b"connection: close" not in first.lower()
         sock.sendall(post("small"))
-        assert read_response(sock).startswith(b"HTTP/1.1 200")
+        assert read_message(sock).startswith(b"HTTP/1.1 200")
         # A chunked body read in full keeps the connection too.
         chunked = (
             b"POST /v2/models/small/infer HTTP/1.1\r\nHost: a\r\n"
@@ -395,15 +395,15 @@ def test_small_unread_body_keeps_the_connection(gateway: Server) -> None:
             + b"\r\n0\r\n\r\n"
         )
         sock.sendall(chunked)
-        answer = read_response(sock)
+        answer = read_message(sock)
         assert answer.startswith(b"HTTP/1.1 200"), answer
         assert b"connection: close" not in answer.lower()
         sock.sendall(post("small"))
-        assert read_response(sock).startswith(b"HTTP/1.1 200")
+        assert read_message(sock).startswith(b"HTTP/1.1 200")
 
 
-def read_response(sock: socket.socket) -> bytes:
-    """One HTTP/1.1 response with a Content-Length body, read from `sock`."""
+def read_message(sock: socket.socket) -> bytes:
+    """One HTTP/1.1 message (request or response) with a Content-Length body, from `sock`."""
     received = b""
     while b"\r\n\r\n" not in received:
         received += receive(sock)
@@ -493,14 +493,14 @@ class DroppingBackend:
     def _serve(self, conn: socket.socket) -> None:
         with conn, contextlib.suppress(OSError):
             for _ in range(self.answered):
-                read_request(conn)
+                read_message(conn)
                 self.requests += 1
                 head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                 conn.sendall(head + b"content-length: %d\r\n\r\n" % len(self.ANSWER) + self.ANSWER)
             if self.reset:
                 conn.recv(1, socket.MSG_PEEK)  # the next request is there, unread
             else:
-                read_request(conn)
+                read_message(conn)
                 self.requests += 1
             # SO_LINGER 0: close sends a reset instead of a FIN.
             linger = struct.pack("ii", 1, 0) if self.reset else struct.pack("ii", 0, 0)
@@ -508,21 +508,6 @@ class DroppingBackend:
 
     def close(self) -> None:
         self.listener.close()
-
-
-def read_request(sock: socket.socket) -> None:
-    """Reads one HTTP/1.1 request with a Content-Length body from `sock`."""
-    received = b""
-    while b"\r\n\r\n" not in received:
-        received += receive(sock)
-    head, rest = received.split(b"\r\n\r\n", 1)
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    while len(rest) < length:
-        rest += receive(sock)
 
 
 def test_a_backend_that_resets_the_connection_is_a_503(tmp_path: Path) -> None:

@@ -203,6 +203,18 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    /// A request answered with `code`, one byte each way, in a microsecond.
+    fn answered(code: u16) -> Observation {
+        Observation {
+            code,
+            bytes_in: 1,
+            bytes_out: 1,
+            duration: Duration::from_micros(1),
+            upstream: None,
+            explain: false,
+        }
+    }
+
     #[test]
     fn records_per_model_and_protocol() {
         let metrics = Metrics::default();
@@ -243,14 +255,7 @@ mod tests {
     #[test]
     fn wildcard_names_get_series_once_they_succeed() {
         let metrics = Metrics::default();
-        let ok = Observation {
-            code: 200,
-            bytes_in: 1,
-            bytes_out: 1,
-            duration: Duration::from_micros(1),
-            upstream: None,
-            explain: false,
-        };
+        let ok = answered(200);
         let not_found = Observation { code: 404, ..ok };
         for made_up in ["a", "b", "c"] {
             metrics.record(made_up, false, Protocol::V2, not_found);
@@ -281,14 +286,7 @@ mod tests {
     #[test]
     fn wildcard_names_with_series_are_bounded() {
         let metrics = Metrics::default();
-        let ok = Observation {
-            code: 200,
-            bytes_in: 1,
-            bytes_out: 1,
-            duration: Duration::from_micros(1),
-            upstream: None,
-            explain: false,
-        };
+        let ok = answered(200);
         for i in 0..MAX_WILDCARD_NAMES + 10 {
             metrics.record(&format!("any{i}"), false, Protocol::V2, ok);
         }
