@@ -810,6 +810,10 @@ def test_sidecar_backend_flag_forwards_any_model(kserve_backend: Server, tmp_pat
         assert unknown.json() == {"error": "Model with name nope does not exist."}
         assert httpx.get(f"{gw.http_url}/v2/models/sum/ready", timeout=10).status_code == 200
         assert grpc_sum(gw.grpc_target, "sum") == ROW_SUMS
+        # The listings are the model server's.
+        for listing in ("/v1/models", "/v2/models"):
+            models = httpx.get(gw.http_url + listing, timeout=10).json()["models"]
+            assert {"sum", "slow", "picky"} <= set(models), (listing, models)
         # Names the backend knows get their own series; made-up ones count under '*'.
         page = httpx.get(f"{gw.http_url}/metrics", timeout=10).text
         requests = "tensorgate_requests_total"

@@ -228,6 +228,11 @@ impl Routes {
         self.by_name.get(model).or(self.wildcard.as_ref())
     }
 
+    /// The wildcard route, if one is configured.
+    pub fn wildcard(&self) -> Option<&Arc<Route>> {
+        self.wildcard.as_ref()
+    }
+
     /// Whether `model` has a route of its own (not only the wildcard).
     pub fn is_configured(&self, model: &str) -> bool {
         self.by_name.contains_key(model)

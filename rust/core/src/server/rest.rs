@@ -18,7 +18,7 @@ use super::{AccessLine, REQUEST_ID, Shared, request_id};
 use crate::body::Chunks;
 use crate::error::{Error, Origin, Result};
 use crate::metrics::{Observation, Protocol};
-use crate::route::{Route, not_found, not_ready};
+use crate::route::{Route, WILDCARD, not_found, not_ready};
 use crate::upstream::control::metadata_to_json;
 use crate::upstream::forward::{HEADER_LENGTH, JSON, RestFront, RestReply};
 
@@ -149,10 +149,10 @@ async fn answer<'p>(
             StatusCode::OK,
             json!({"name": SERVER_NAME, "version": VERSION, "extensions": EXTENSIONS}),
         )),
-        Endpoint::V1Models | Endpoint::V2Models => Ok(json_response(
-            StatusCode::OK,
-            json!({"models": shared.routes.load().names()}),
-        )),
+        Endpoint::V1Models | Endpoint::V2Models => {
+            let models = list_models(shared, parts, request_id).await;
+            Ok(json_response(StatusCode::OK, json!({"models": models})))
+        }
         Endpoint::V1Model(model) => model_ready(shared, model, None, parts, request_id).await,
         Endpoint::ModelReady(model) => {
             model_ready(shared, model.name, model.version, parts, request_id).await
@@ -259,6 +259,23 @@ async fn infer(
     let reply = call.rest(front, body, header_length, content_type).await;
     exchange.upstream = call.upstream_time();
     Ok(reply_response(reply?))
+}
+
+/// The configured model names, then those the wildcard route's backend lists (a sidecar in
+/// front of a model server lists the server's models).
+async fn list_models(shared: &Shared, parts: &Parts, request_id: &HeaderValue) -> Vec<String> {
+    let routes = shared.routes.load();
+    let mut models = routes.names().to_vec();
+    if let Some(wildcard) = routes.wildcard() {
+        let headers = shared.forwarded(&parts.headers, request_id);
+        let call = shared.call(wildcard, WILDCARD, None, headers);
+        for name in call.backend_models().await {
+            if !models.contains(&name) {
+                models.push(name);
+            }
+        }
+    }
+    models
 }
 
 fn find<'r>(routes: &'r crate::route::Routes, model: &str) -> Result<&'r Arc<Route>> {

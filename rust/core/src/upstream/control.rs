@@ -186,6 +186,33 @@ impl Call<'_> {
     }
 
     /// GETs `path` from the least busy replica.
+    /// The models a REST backend lists (`GET /v1/models` or `/v2/models`, KServe's listing, in
+    /// the route's protocol); none when it is not a REST backend or does not answer one.
+    pub async fn backend_models(&self) -> Vec<String> {
+        let Backend::Http { protocol, .. } = &self.route.backend else {
+            return Vec::new();
+        };
+        let path = match protocol {
+            HttpProtocol::V1 => "/v1/models",
+            HttpProtocol::V2 => "/v2/models",
+        };
+        let Ok(reply) = self.get(path).await else {
+            return Vec::new();
+        };
+        let listing: Option<Value> = reply
+            .is_success()
+            .then(|| serde_json::from_slice(&reply.body.to_bytes()).ok())
+            .flatten();
+        let names = listing
+            .as_ref()
+            .and_then(|v| v.get("models")?.as_array().cloned());
+        names
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|name| name.as_str().map(str::to_owned))
+            .collect()
+    }
+
     async fn get(&self, path: &str) -> Result<rest::Reply> {
         let Backend::Http { replicas, .. } = &self.route.backend else {
             return Err(Error::internal(
