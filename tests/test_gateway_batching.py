@@ -363,19 +363,24 @@ def post_later(gateway: Gateway, model: str, body: dict[str, Any]) -> threading.
     return thread
 
 
-def wait_for_depth(gateway: Gateway, model: str, depth: int) -> None:
-    """Waits until ``model``'s batch queue holds ``depth`` requests (from ``/metrics``)."""
+def wait_for_metric(gateway: Gateway, sample: str, labels: dict[str, str], value: float) -> None:
+    """Waits until ``sample`` with ``labels`` reads ``value`` on ``/metrics``."""
     deadline = time.monotonic() + TIMEOUT
-    while (
-        metric(
-            httpx.get(f"{gateway.http_url}/metrics", timeout=TIMEOUT).text,
-            "tensorgate_batch_queue_depth",
-            {"model": model, "version": ""},
-        )
-        != depth
-    ):
-        assert time.monotonic() < deadline, f"{model} never had {depth} queued"
+    url = f"{gateway.http_url}/metrics"
+    while metric(httpx.get(url, timeout=TIMEOUT).text, sample, labels) != value:
+        assert time.monotonic() < deadline, f"{sample}{labels} never read {value}"
         time.sleep(0.02)
+
+
+def wait_for_depth(gateway: Gateway, model: str, depth: int) -> None:
+    """Waits until ``model``'s batch queue holds ``depth`` requests."""
+    labels = {"model": model, "version": ""}
+    wait_for_metric(gateway, "tensorgate_batch_queue_depth", labels, depth)
+
+
+def wait_for_in_flight(gateway: Gateway, model: str, count: int) -> None:
+    """Waits until ``count`` requests for ``model`` are in the gateway (queued or sent)."""
+    wait_for_metric(gateway, "tensorgate_in_flight_requests", {"model": model}, count)
 
 
 def test_a_full_queue_answers_503_with_retry_after(gateway: Gateway) -> None:
@@ -430,7 +435,7 @@ def test_a_client_that_leaves_before_its_batch_is_sent_is_left_out(
     connection, a gRPC client whose deadline passes); the next batch carries only the client
     that stayed, and the batch at the backend is not disturbed."""
     busy = answer_later(gateway, "one-slot", slow_body(1.0))
-    time.sleep(0.2)
+    wait_for_in_flight(gateway, "one-slot", 1)  # at the backend: the slot was free
     if leaver == "rest":
         url = f"{gateway.http_url}/v2/models/one-slot/infer"
         with pytest.raises(httpx.ReadTimeout):
@@ -455,6 +460,7 @@ def test_a_client_that_leaves_after_its_batch_is_sent_does_not_abort_it(
     """Two clients share a batch at the backend; one hangs up meanwhile: the batch goes on and
     the other gets its answer."""
     stays = answer_later(gateway, "slow-pairs", slow_body(1.0))
+    wait_for_depth(gateway, "slow-pairs", 1)
     url = f"{gateway.http_url}/v2/models/slow-pairs/infer"
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(url, json=slow_body(1.0), timeout=0.4)

@@ -440,7 +440,15 @@ fn common_headers(members: &mut [Pending]) -> HeaderMap {
 }
 
 /// A batcher per model name, then per version (a short list: looked up without allocating).
-type ByModel = HashMap<String, Vec<(Option<String>, Arc<Batcher>)>>;
+type ByModel = HashMap<String, Vec<Entry>>;
+
+/// One batcher of a route: the version it serves and when a request last took it.
+#[derive(Debug)]
+struct Entry {
+    version: Option<String>,
+    batcher: Arc<Batcher>,
+    used: Instant,
+}
 
 /// Batchers one route keeps at most (one per model name and version).
 pub const MAX_BATCHERS: usize = 64;
@@ -462,31 +470,36 @@ impl Batchers {
     }
 
     /// The batcher of `model` and `version`, made on first use. A route keeps at most
-    /// [`MAX_BATCHERS`]: a new one takes the place of an idle one (nothing queued or running),
-    /// and when none is idle it is `None` and the request goes unbatched, so names clients make
-    /// up (any name on a wildcard route, any version) cannot grow memory without bound nor
-    /// hold the places for good.
+    /// [`MAX_BATCHERS`]: a new one takes the place of the least recently used batcher that has
+    /// been idle (nothing queued or running) for [`EVICT_AFTER`], and when there is none it is
+    /// `None` and the request goes unbatched. So names clients make up (any name on a wildcard
+    /// route, any version) cannot grow memory without bound, nor push out batchers in use.
     pub fn get(&self, model: &str, version: Option<&str>) -> Option<Arc<Batcher>> {
+        let now = Instant::now();
         let mut all = self
             .by_model
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let found = all
-            .get(model)
-            .and_then(|versions| versions.iter().find(|(v, _)| v.as_deref() == version));
-        if let Some((_, batcher)) = found {
-            return Some(Arc::clone(batcher));
+            .get_mut(model)
+            .and_then(|entries| entries.iter_mut().find(|e| e.version.as_deref() == version));
+        if let Some(entry) = found {
+            entry.used = now;
+            return Some(Arc::clone(&entry.batcher));
         }
-        if all.values().map(Vec::len).sum::<usize>() >= MAX_BATCHERS && !evict_idle(&mut all) {
+        let full = all.values().map(Vec::len).sum::<usize>() >= MAX_BATCHERS;
+        if full && !evict_idle(&mut all, now) {
             return None;
         }
         let batcher = Arc::new(Batcher {
             version: version.map(str::to_owned),
             ..Batcher::new(model, self.policy.clone())
         });
-        all.entry(model.to_owned())
-            .or_default()
-            .push((version.map(str::to_owned), Arc::clone(&batcher)));
+        all.entry(model.to_owned()).or_default().push(Entry {
+            version: version.map(str::to_owned),
+            batcher: Arc::clone(&batcher),
+            used: now,
+        });
         Some(batcher)
     }
 
@@ -495,21 +508,36 @@ impl Batchers {
             .by_model
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        all.values().flatten().map(|(_, b)| b.stats()).collect()
+        all.values().flatten().map(|e| e.batcher.stats()).collect()
     }
 }
 
-/// Drops one batcher nothing else holds: no request waits on it, no dispatcher or batch task
-/// runs for it (each of those holds a reference). Whether one was found.
-fn evict_idle(all: &mut ByModel) -> bool {
-    for versions in all.values_mut() {
-        if let Some(idle) = versions.iter().position(|(_, b)| Arc::strong_count(b) == 1) {
-            versions.swap_remove(idle);
-            all.retain(|_, versions| !versions.is_empty());
-            return true;
+/// How long a batcher must have gone unused before a new name may take its place.
+pub const EVICT_AFTER: Duration = Duration::from_secs(10);
+
+/// Drops the least recently used batcher that nothing else holds (no request waits on it, no
+/// dispatcher or batch task runs for it: each of those holds a reference) and that went unused
+/// for [`EVICT_AFTER`]. Whether there was one.
+fn evict_idle(all: &mut ByModel, now: Instant) -> bool {
+    let evictable = |e: &Entry| {
+        Arc::strong_count(&e.batcher) == 1 && now.saturating_duration_since(e.used) >= EVICT_AFTER
+    };
+    let oldest = all
+        .iter()
+        .flat_map(|(model, entries)| entries.iter().enumerate().map(move |(i, e)| (model, i, e)))
+        .filter(|&(_, _, e)| evictable(e))
+        .min_by_key(|&(_, _, e)| e.used)
+        .map(|(model, i, _)| (model.clone(), i));
+    let Some((model, i)) = oldest else {
+        return false;
+    };
+    if let Some(entries) = all.get_mut(&model) {
+        entries.swap_remove(i);
+        if entries.is_empty() {
+            all.remove(&model);
         }
     }
-    false
+    true
 }
 
 /// Tells the queue that a batch it formed is over, when dropped: once answered, or early when
@@ -719,14 +747,28 @@ mod tests {
         assert!(batchers.get("one-more", None).is_none());
         assert!(batchers.get("m0", Some("2")).is_none());
         assert!(Arc::ptr_eq(&busy[0], &batchers.get("m0", None).unwrap()));
-        // Once one is idle, a new name takes its place.
+        // Idle, but used just now: not given up yet.
         drop(busy);
+        assert!(batchers.get("one-more", None).is_none());
+        // Once they have gone unused long enough, the least recently used one gives way.
+        let long_ago = Instant::now().checked_sub(EVICT_AFTER * 2).unwrap();
+        for entries in batchers.by_model.lock().unwrap().values_mut() {
+            for entry in entries {
+                let later = Duration::from_millis(u64::from(entry.batcher.model != "m7"));
+                entry.used = long_ago + later;
+            }
+        }
         let newcomer = batchers.get("one-more", None).unwrap();
         assert!(Arc::ptr_eq(
             &newcomer,
             &batchers.get("one-more", None).unwrap()
         ));
-        assert_eq!(batchers.stats().len(), MAX_BATCHERS);
+        let kept: Vec<String> = batchers.stats().into_iter().map(|s| s.model).collect();
+        assert_eq!(kept.len(), MAX_BATCHERS);
+        assert!(
+            !kept.contains(&"m7".to_owned()),
+            "the least recently used one goes"
+        );
     }
 
     /// A batch of one runs inline in its request's task; when that task is dropped with its

@@ -67,6 +67,28 @@ fn find<'r>(routes: &'r Routes, model: &str) -> Result<&'r Arc<Route>, Status> {
     routes.get(model).ok_or_else(|| status(&not_found(model)))
 }
 
+/// The answer to a call, carrying its request id: with errors too, since those are what a
+/// caller looks up.
+fn respond<T>(id: &HeaderValue, result: Result<T, Status>) -> Result<tonic::Response<T>, Status> {
+    let id = tonic::metadata::MetadataValue::try_from(id.as_bytes()).ok();
+    let with_id = |metadata: &mut tonic::metadata::MetadataMap| {
+        if let Some(id) = id {
+            metadata.insert(REQUEST_ID, id);
+        }
+    };
+    match result {
+        Ok(message) => {
+            let mut response = tonic::Response::new(message);
+            with_id(response.metadata_mut());
+            Ok(response)
+        }
+        Err(mut status) => {
+            with_id(status.metadata_mut());
+            Err(status)
+        }
+    }
+}
+
 fn version(version: &str) -> Option<&str> {
     (!version.is_empty()).then_some(version)
 }
@@ -132,8 +154,10 @@ impl GrpcInferenceService for Front {
                 async |call| call.model_ready().await,
             )
             .await?;
-        let ready = backend_ready && !self.shared.draining.load(Ordering::Relaxed);
-        Ok(tonic::Response::new(ModelReadyResponse { ready }))
+        let draining = self.shared.draining.load(Ordering::Relaxed);
+        Ok(backend_ready.map(|ready| ModelReadyResponse {
+            ready: ready && !draining,
+        }))
     }
 
     async fn server_metadata(
@@ -161,7 +185,6 @@ impl GrpcInferenceService for Front {
             async |call| call.model_metadata().await,
         )
         .await
-        .map(tonic::Response::new)
     }
 
     async fn model_infer(
@@ -204,24 +227,7 @@ impl GrpcInferenceService for Front {
             code,
             started,
         );
-        // The request id goes back with errors too: they are what a caller looks up.
-        let id = tonic::metadata::MetadataValue::try_from(id.as_bytes()).ok();
-        let with_id = |metadata: &mut tonic::metadata::MetadataMap| {
-            if let Some(id) = id {
-                metadata.insert(REQUEST_ID, id);
-            }
-        };
-        match result {
-            Ok(message) => {
-                let mut response = tonic::Response::new(message);
-                with_id(response.metadata_mut());
-                Ok(response)
-            }
-            Err(mut status) => {
-                with_id(status.metadata_mut());
-                Err(status)
-            }
-        }
+        respond(&id, result)
     }
 
     async fn repository_model_load(
@@ -230,8 +236,8 @@ impl GrpcInferenceService for Front {
     ) -> Result<tonic::Response<RepositoryModelLoadResponse>, Status> {
         let forwarded = self.headers(&request);
         let model = request.into_inner().model_name;
-        self.repository(&model, true, forwarded).await?;
-        Ok(tonic::Response::new(RepositoryModelLoadResponse {
+        let done = self.repository(&model, true, forwarded).await?;
+        Ok(done.map(|()| RepositoryModelLoadResponse {
             model_name: model,
             is_loaded: true,
         }))
@@ -243,8 +249,8 @@ impl GrpcInferenceService for Front {
     ) -> Result<tonic::Response<RepositoryModelUnloadResponse>, Status> {
         let forwarded = self.headers(&request);
         let model = request.into_inner().model_name;
-        self.repository(&model, false, forwarded).await?;
-        Ok(tonic::Response::new(RepositoryModelUnloadResponse {
+        let done = self.repository(&model, false, forwarded).await?;
+        Ok(done.map(|()| RepositoryModelUnloadResponse {
             model_name: model,
             is_unloaded: true,
         }))
@@ -257,7 +263,7 @@ impl Front {
         model: &str,
         load: bool,
         forwarded: (HeaderMap, HeaderValue),
-    ) -> Result<(), Status> {
+    ) -> Result<tonic::Response<()>, Status> {
         let path = if load {
             "/inference.GRPCInferenceService/RepositoryModelLoad"
         } else {
@@ -270,7 +276,7 @@ impl Front {
     }
 
     /// Runs `work` on a call of `path` to `model`'s route (NOT_FOUND when no route serves it),
-    /// and writes its access-log line.
+    /// writes its access-log line and answers with the request id.
     async fn with_call<T>(
         &self,
         forwarded: (HeaderMap, HeaderValue),
@@ -278,7 +284,7 @@ impl Front {
         model: &str,
         version: Option<&str>,
         work: impl AsyncFnOnce(&crate::upstream::forward::Call<'_>) -> crate::Result<T>,
-    ) -> Result<T, Status> {
+    ) -> Result<tonic::Response<T>, Status> {
         let started = Instant::now();
         let (headers, id) = forwarded;
         let result = async {
@@ -292,7 +298,7 @@ impl Front {
             .as_ref()
             .map_or_else(Status::code, |_| tonic::Code::Ok);
         self.log_call(&id, path, model, code, started);
-        result
+        respond(&id, result)
     }
 
     /// The access-log line of a call of `path` (a `GRPCInferenceService` method).

@@ -1,6 +1,8 @@
 //! Model readiness, metadata and repository load/unload, asked of a route's backend in its own
 //! protocol. Metadata is kept as the OIP message and converted to and from its REST JSON form.
 
+use std::time::Duration;
+
 use http::Method;
 use serde_json::{Value, json};
 
@@ -14,6 +16,9 @@ use crate::proto::{
     RepositoryModelUnloadRequest,
 };
 use crate::route::{Backend, not_ready};
+
+/// The longest a model listing waits for the wildcard route's backend.
+pub const LISTING_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Call<'_> {
     /// Whether the model can serve: the route's replicas are up and, for remote backends, the
@@ -185,9 +190,9 @@ impl Call<'_> {
         }
     }
 
-    /// GETs `path` from the least busy replica.
-    /// The models a REST backend lists (`GET /v1/models` or `/v2/models`, KServe's listing, in
-    /// the route's protocol); none when it is not a REST backend or does not answer one.
+    /// The models a REST backend lists (`GET /v1/models` or `/v2/models` in the route's
+    /// protocol: KServe's listing; MLServer and Triton have none). Cached like metadata, and
+    /// asked within [`LISTING_TIMEOUT`]: a backend that cannot list lists nothing.
     pub async fn backend_models(&self) -> Vec<String> {
         let Backend::Http { protocol, .. } = &self.route.backend else {
             return Vec::new();
@@ -196,13 +201,18 @@ impl Call<'_> {
             HttpProtocol::V1 => "/v1/models",
             HttpProtocol::V2 => "/v2/models",
         };
-        let Ok(reply) = self.get(path).await else {
-            return Vec::new();
+        let body = match self.route.cached_metadata(path) {
+            Some(body) => body,
+            None => match tokio::time::timeout(LISTING_TIMEOUT, self.get(path)).await {
+                Ok(Ok(reply)) if reply.is_success() => {
+                    let body = reply.body.to_bytes();
+                    self.route.cache_metadata(path, body.clone());
+                    body
+                }
+                _ => return Vec::new(),
+            },
         };
-        let listing: Option<Value> = reply
-            .is_success()
-            .then(|| serde_json::from_slice(&reply.body.to_bytes()).ok())
-            .flatten();
+        let listing: Option<Value> = serde_json::from_slice(&body).ok();
         let names = listing
             .as_ref()
             .and_then(|v| v.get("models")?.as_array().cloned());
@@ -213,6 +223,7 @@ impl Call<'_> {
             .collect()
     }
 
+    /// GETs `path` from the least busy replica.
     async fn get(&self, path: &str) -> Result<rest::Reply> {
         let Backend::Http { replicas, .. } = &self.route.backend else {
             return Err(Error::internal(
