@@ -70,6 +70,11 @@ impl Drop for Admission<'_> {
 }
 
 impl Route {
+    /// Whether this is the wildcard route (which serves every name without a route of its own).
+    pub fn is_wildcard(&self) -> bool {
+        self.name == WILDCARD
+    }
+
     fn build(model: &ModelConfig, config: &GatewayConfig, host: &dyn Host) -> Result<Self> {
         let eject_for = Duration::from_millis(model.eject_ms);
         let backend = match &model.backend {
@@ -231,11 +236,6 @@ impl Routes {
     /// The wildcard route, if one is configured.
     pub fn wildcard(&self) -> Option<&Arc<Route>> {
         self.wildcard.as_ref()
-    }
-
-    /// Whether `model` has a route of its own (not only the wildcard).
-    pub fn is_configured(&self, model: &str) -> bool {
-        self.by_name.contains_key(model)
     }
 
     /// The named (non-wildcard) models, in configuration order.

@@ -204,7 +204,7 @@ impl GrpcInferenceService for Front {
         };
         let bytes_out = result.as_ref().map_or(0, Message::encoded_len);
         let routes = self.shared.routes.load();
-        if routes.get(&model).is_some() {
+        if let Some(route) = routes.get(&model) {
             let observation = Observation {
                 code: code as u16,
                 bytes_in,
@@ -213,12 +213,9 @@ impl GrpcInferenceService for Front {
                 upstream,
                 explain: false,
             };
-            self.shared.metrics.record(
-                &model,
-                routes.is_configured(&model),
-                Protocol::Grpc,
-                observation,
-            );
+            self.shared
+                .metrics
+                .record(&model, !route.is_wildcard(), Protocol::Grpc, observation);
         }
         self.log_call(
             &id,

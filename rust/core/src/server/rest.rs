@@ -243,7 +243,7 @@ async fn infer(
         RestFront::V1Predict | RestFront::V1Explain => Protocol::V1,
         RestFront::V2Infer => Protocol::V2,
     });
-    exchange.configured = routes.is_configured(model);
+    exchange.configured = !route.is_wildcard();
     exchange.explain = front == RestFront::V1Explain;
     let _admission = route.admit()?;
     let header_length = header_length(parts)?;
