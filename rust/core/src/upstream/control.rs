@@ -212,14 +212,14 @@ impl Call<'_> {
                 _ => return Vec::new(),
             },
         };
-        let listing: Option<Value> = serde_json::from_slice(&body).ok();
-        let names = listing
-            .as_ref()
-            .and_then(|v| v.get("models")?.as_array().cloned());
-        names
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|name| name.as_str().map(str::to_owned))
+        let listing: Value = serde_json::from_slice(&body).unwrap_or_default();
+        listing
+            .get("models")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
             .collect()
     }
 
