@@ -1,7 +1,8 @@
 //! Tensor `data` from JSON text: one pass over nested or flat arrays (row-major), each element
-//! parsed straight into the raw little-endian form. Numbers are parsed with `fast-float2` in the
-//! tensor's own width (an FP32 never goes through f64, which can round twice), so the text is
-//! read once; the document parser hands over the `data` value and takes back after it.
+//! parsed straight into the raw little-endian form. Numbers are parsed in the tensor's own width
+//! (FP32 by [`super::json_float`], else `fast-float2`: never through a wider type that could round
+//! twice), so the text is read once; the document parser hands over the `data` value and takes
+//! back after it.
 //!
 //! Numbers follow JSON's grammar plus the tokens `NaN`, `Infinity` and `-Infinity`; like most
 //! fast parsers it also accepts leading zeros and a bare trailing `.` in a number.
@@ -9,6 +10,7 @@
 use bytes::BufMut;
 use jiter::Jiter;
 
+use super::json_float::fast_f32;
 use super::json_read::{bytes_element, syntax};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
@@ -185,104 +187,10 @@ impl FloatWidth for f32 {
     fn put(self, out: &mut Vec<u8>) {
         out.put_f32_le(self);
     }
+    #[inline(always)]
     fn fast_path(text: &[u8]) -> Option<(Self, usize)> {
         fast_f32(text)
     }
-}
-
-/// Exact powers of ten in f64 (10^22 is the largest).
-const POW10: [f64; 23] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
-    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
-];
-
-/// The f64 nearest to each negative power of ten, 10^-0 to 10^-22.
-const NEG_POW10: [f64; 23] = [
-    1e-0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12, 1e-13, 1e-14,
-    1e-15, 1e-16, 1e-17, 1e-18, 1e-19, 1e-20, 1e-21, 1e-22,
-];
-
-/// Clinger's fast path through f64, for FP32 text of at most 19 digits and a decimal exponent
-/// within ±22. The mantissa and 10^k are exact in f64, so `mantissa * 10^k` is the correctly
-/// rounded f64; for 10^-k, multiplying by the nearest f64 of 10^-k (a division was a quarter of
-/// the parse) lands within 2 f64 ulps of the true value. Rounding that f64 to f32 gives the
-/// correctly rounded f32 unless an f32 rounding boundary (a midpoint between two f32s, which an
-/// f64 can hold exactly) lies within those ulps: such values are left to fast-float.
-/// Shortest-form FP32 text (8 or 9 digits) misses fast-float's own f32 fast path.
-fn fast_f32(text: &[u8]) -> Option<(f32, usize)> {
-    let negative = text.first() == Some(&b'-');
-    let mut i = usize::from(negative);
-    let mut mantissa = 0u64;
-    let mut digits = 0usize;
-    let mut take_digits = |i: &mut usize| -> Option<usize> {
-        let start = *i;
-        while let Some(&d) = text.get(*i).filter(|d| d.is_ascii_digit()) {
-            digits += 1;
-            if digits > 19 {
-                return None;
-            }
-            mantissa = mantissa * 10 + u64::from(d - b'0');
-            *i += 1;
-        }
-        Some(*i - start)
-    };
-    if take_digits(&mut i)? == 0 {
-        return None;
-    }
-    let mut exponent = 0i32;
-    if text.get(i) == Some(&b'.') {
-        i += 1;
-        let fraction = take_digits(&mut i)?;
-        if fraction == 0 {
-            return None;
-        }
-        exponent = -i32::try_from(fraction).ok()?;
-    }
-    if let Some(b'e' | b'E') = text.get(i) {
-        i += 1;
-        let sign = match text.get(i) {
-            Some(b'-') => {
-                i += 1;
-                -1
-            }
-            Some(b'+') => {
-                i += 1;
-                1
-            }
-            _ => 1,
-        };
-        let start = i;
-        let mut value = 0i32;
-        while let Some(&d) = text.get(i).filter(|d| d.is_ascii_digit()) {
-            if i - start == 3 {
-                return None;
-            }
-            value = value * 10 + i32::from(d - b'0');
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        exponent += sign * value;
-    }
-    if mantissa > 1 << 53 {
-        return None;
-    }
-    let power = usize::try_from(exponent.unsigned_abs()).ok()?;
-    #[allow(clippy::cast_precision_loss)] // mantissa <= 2^53 is exact in f64
-    let wide = if exponent >= 0 {
-        mantissa as f64 * *POW10.get(power)?
-    } else {
-        mantissa as f64 * *NEG_POW10.get(power)?
-    };
-    // Below f32's 24 bits an f64 keeps 29 more: a midpoint is exactly 1 then zeros there.
-    let below = i64::try_from(wide.to_bits() & ((1 << 29) - 1)).ok()?;
-    if (below - (1 << 28)).abs() <= 2 {
-        return None;
-    }
-    #[allow(clippy::cast_possible_truncation)] // the rounding to f32 is the point
-    let narrow = wide as f32;
-    Some((if negative { -narrow } else { narrow }, i))
 }
 
 impl FloatWidth for f64 {
@@ -295,22 +203,32 @@ impl FloatWidth for f64 {
 impl<T: FloatWidth> Element for Float<T> {
     const SIZE: usize = std::mem::size_of::<T>();
 
+    #[inline(always)]
     fn parse(text: &[u8], out: &mut Vec<u8>, _: &Limits) -> Result<usize> {
-        let (value, used) = match text {
+        // The fast path first: it rejects anything else in a few instructions, where matching
+        // on the first byte would branch on the sign of every number.
+        let (value, used) = match T::fast_path(text) {
+            Some(parsed) => parsed,
+            None => Self::slow_path(text)?,
+        };
+        value.put(out);
+        Ok(used)
+    }
+}
+
+impl<T: FloatWidth> Float<T> {
+    fn slow_path(text: &[u8]) -> Result<(T, usize)> {
+        Ok(match text {
             [b'N', ..] if text.starts_with(b"NaN") => (T::NAN, 3),
             [b'I', ..] if text.starts_with(b"Infinity") => (T::INFINITY, 8),
             [b'-', b'I', ..] if text.starts_with(b"-Infinity") => (T::NEG_INFINITY, 9),
             // JSON numbers start with a digit, or a minus then a digit.
-            [b'0'..=b'9', ..] | [b'-', b'0'..=b'9', ..] => match T::fast_path(text) {
-                Some(parsed) => parsed,
-                None => fast_float2::parse_partial(text).map_err(|_| {
+            [b'0'..=b'9', ..] | [b'-', b'0'..=b'9', ..] => fast_float2::parse_partial(text)
+                .map_err(|_| {
                     Error::bad_request(format!("value {} is not a valid {}", token(text), T::NAME))
                 })?,
-            },
             _ => return Err(unexpected(text, 0, &format!("a number for {}", T::NAME))),
-        };
-        value.put(out);
-        Ok(used)
+        })
     }
 }
 
@@ -422,83 +340,81 @@ impl Element for Text {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use proptest::prelude::*;
+    use super::parse;
+    use crate::limits::Limits;
+    use crate::tensor::DataType;
 
-    use super::fast_f32;
-
-    /// fast-float parses straight to f32, correctly rounded: the reference.
-    fn reference(text: &str) -> f32 {
-        fast_float2::parse(text).unwrap()
-    }
-
-    fn same(text: &str) {
-        for whole in [text.to_owned(), format!("{text},12345678]")] {
-            if let Some((value, used)) = fast_f32(whole.as_bytes()) {
-                assert_eq!(used, text.len(), "{whole}");
-                assert_eq!(value.to_bits(), reference(text).to_bits(), "{whole}");
-            }
-        }
+    fn fp32(text: &str, count: usize) -> Result<(Vec<f32>, usize), String> {
+        let (raw, used) = parse(text.as_bytes(), DataType::Fp32, count, &Limits::default())
+            .map_err(|error| error.message().to_owned())?;
+        let values = raw
+            .chunks_exact(4)
+            .map(|bytes| f32::from_le_bytes(bytes.try_into().unwrap()))
+            .collect();
+        Ok((values, used))
     }
 
     #[test]
-    fn midpoints_and_edges_match_fast_float() {
-        // 2^24 + 1 lies exactly between two f32s: must round to even, not be rounded twice.
-        for text in [
-            "16777217",
-            "16777219",
-            "-0.0",
-            "0",
-            "9007199254740993",
-            "1e22",
-            "1e-22",
-            "3.4028235e+38",
-        ] {
-            same(text);
-        }
-        assert!(fast_f32(b"16777217").is_none());
-        // Typical shortest-form FP32 text takes the fast path.
-        for text in ["-0.12345678", "1.3274328", "0.99915266", "2.5e+10", "1e-7"] {
-            assert!(fast_f32(text.as_bytes()).is_some(), "{text}");
-            same(text);
-        }
+    fn fp32_elements_parse_in_any_layout() {
+        // Most elements here take the 16-byte reader, the last few (near the end of the text)
+        // and those with spaces or exponents the byte reader: both must agree on every form.
+        let text = "[[-0.5,1.25, 3.0e2 ,7],\n [NaN,-Infinity,0.000012345678,-1234567.5],\
+                    [2.5,0.1,-0.0,1.5 ], [ 3.4028235e+38,16777217.0,00.5,-0.12345678]] ,";
+        let (values, used) = fp32(text, 16).unwrap();
+        let expected = [
+            -0.5,
+            1.25,
+            300.0,
+            7.0,
+            f32::NAN,
+            f32::NEG_INFINITY,
+            0.000_012_345_678,
+            -1_234_567.5,
+            2.5,
+            0.1,
+            -0.0,
+            1.5,
+            f32::MAX,
+            16_777_216.0,
+            0.5,
+            -0.123_456_78,
+        ];
+        let bits = |values: &[f32]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&values), bits(&expected));
+        assert_eq!(&text[used..], ",");
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 20_000, ..ProptestConfig::default() })]
-
-        #[test]
-        fn decimal_text_matches_fast_float(
-            mantissa in 0u64..(1 << 53),
-            exponent in -25i32..25,
-            negative in any::<bool>(),
-            split in 0usize..20,
-        ) {
-            let digits = mantissa.to_string();
-            let sign = if negative { "-" } else { "" };
-            // Both with an exponent and with a decimal point inside the digits.
-            same(&format!("{sign}{digits}e{exponent}"));
-            let point = split.min(digits.len() - 1).max(1);
-            if point < digits.len() {
-                same(&format!("{sign}{}.{}", &digits[..point], &digits[point..]));
-            }
-        }
-
-        #[test]
-        fn text_near_f32_midpoints_matches_fast_float(x in 1e-6f32..1e6, digits in 9usize..=16) {
-            // Decimal text within a few f64 ulps of the point where f32 rounding flips.
-            let next = f32::from_bits(x.to_bits() + 1);
-            let midpoint = (f64::from(x) + f64::from(next)) / 2.0;
-            same(&format!("{:.*e}", digits - 1, midpoint));
-        }
-
-        #[test]
-        fn shortest_f32_text_round_trips(bits in any::<u32>()) {
-            let value = f32::from_bits(bits);
-            prop_assume!(value.is_finite());
-            let text = zmij::Buffer::new().format_finite(value).to_owned();
-            if let Some((parsed, _)) = fast_f32(text.as_bytes()) {
-                prop_assert_eq!(parsed.to_bits(), value.to_bits(), "{}", text);
-            }
+    #[test]
+    fn malformed_fp32_elements_are_rejected_by_name() {
+        let padding = ",1.0,2.0,3.0,4.0]";
+        for (data, message) in [
+            (
+                "[1.5.5",
+                "invalid JSON: expected ',' or ']' in data, found '.'",
+            ),
+            (
+                "[1.5x",
+                "invalid JSON: expected ',' or ']' in data, found 'x'",
+            ),
+            (
+                "[--1.5",
+                "invalid JSON: expected a number for FP32 in data, found '-'",
+            ),
+            (
+                "[.5",
+                "invalid JSON: expected a number for FP32 in data, found '.'",
+            ),
+            (
+                "[1.5,",
+                "invalid JSON: expected a number for FP32 in data, found ','",
+            ),
+            (
+                "[\"1.5\"",
+                "invalid JSON: expected a number for FP32 in data, found '\"'",
+            ),
+        ] {
+            let text = format!("{data}{padding}");
+            assert_eq!(fp32(&text, 5).unwrap_err(), message, "{text}");
         }
     }
 }

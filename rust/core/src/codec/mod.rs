@@ -9,6 +9,7 @@
 
 pub mod grpc;
 pub(crate) mod json_data;
+mod json_float;
 pub(crate) mod json_read;
 pub mod json_write;
 pub mod v1;
