@@ -94,6 +94,7 @@ def test_defaults_without_any_source() -> None:
         "python_workers": 2,
         "python_queue_size": 4096,
         "connect_timeout_ms": 5000,
+        "pool_idle_timeout_ms": 4000,
         "client_timeout_ms": 30000,
         "models": [],
     }
@@ -152,6 +153,7 @@ def test_top_level_section() -> None:
         python_workers: 8
         python_queue_size: 16
         connect_timeout_s: 0.5
+        pool_idle_timeout_s: 1.25
         """
     )
     assert cfg.host == "127.0.0.1"
@@ -165,6 +167,7 @@ def test_top_level_section() -> None:
     assert core["health_check_interval_ms"] == 0
     assert core["metadata_ttl_ms"] == 250
     assert (core["python_queue_size"], core["connect_timeout_ms"]) == (16, 500)
+    assert core["pool_idle_timeout_ms"] == 1250
 
 
 @pytest.mark.parametrize("value", ["text", "json", "off"])
@@ -372,6 +375,7 @@ def test_every_env_variable() -> None:
         "TENSORGATE_PYTHON_WORKERS": "4",
         "TENSORGATE_PYTHON_QUEUE_SIZE": "16",
         "TENSORGATE_CONNECT_TIMEOUT_S": "1.5",
+        "TENSORGATE_POOL_IDLE_TIMEOUT_S": "0.25",
         "TENSORGATE_CLIENT_TIMEOUT_S": "2.5",
         "TENSORGATE_MAX_BODY_BYTES": "4096",
         "TENSORGATE_TIMEOUT_S": "5",
@@ -388,6 +392,7 @@ def test_every_env_variable() -> None:
     assert cfg.metadata_ttl_s == 7.5
     assert (cfg.python_workers, cfg.python_queue_size) == (4, 16)
     assert (cfg.connect_timeout_s, cfg.client_timeout_s) == (1.5, 2.5)
+    assert cfg.pool_idle_timeout_s == 0.25
     assert cfg.limits.max_body_bytes == 4096
     assert cfg.models[0].limits.max_body_bytes == 4096
     assert cfg.models[0].timeout_s == 5
@@ -547,6 +552,7 @@ def test_to_core_full_snapshot() -> None:
         "python_workers": 2,
         "python_queue_size": 4096,
         "connect_timeout_ms": 5000,
+        "pool_idle_timeout_ms": 4000,
         "client_timeout_ms": 30000,
         "models": [
             {
@@ -724,6 +730,7 @@ FILE_ERRORS: list[tuple[str, str, str]] = [
     ("http_port: 1\nbogus: 2\n", "config.yaml: ", "allowed keys: access_log, client_timeout_s"),
     ("python_queue_size: 0\n", "config.yaml: python_queue_size: ", "between 1 and"),
     ("connect_timeout_s: 0\n", "config.yaml: connect_timeout_s: ", ""),
+    ("pool_idle_timeout_s: -1\n", "config.yaml: pool_idle_timeout_s: ", ""),
     ("host: ''\n", "config.yaml: host: ", "must be a host name"),
     ("host: 12\n", "config.yaml: host: ", "must be a string, got an integer 12"),
     ("http_port: 65536\n", "config.yaml: http_port: ", "must be between 0 and 65535, got 65536"),

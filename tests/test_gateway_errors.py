@@ -546,6 +546,29 @@ def test_a_request_the_backend_may_have_read_is_not_sent_twice(reset: bool, tmp_
         backend.close()
 
 
+def test_an_idle_pooled_connection_is_closed_before_the_backend_closes_it(
+    tmp_path: Path,
+) -> None:
+    """A backend that ends every keep-alive connection at its second request, as uvicorn does
+    to one idle for 5 s: a connection idle longer than ``pool_idle_timeout_s`` is not reused,
+    so the request goes on a fresh one instead of failing."""
+    backend = DroppingBackend(reset=False)
+    config = {
+        "pool_idle_timeout_s": 0.2,
+        "models": [{"name": "m", "backend": {"url": backend.url, "protocol": "v2"}}],
+    }
+    try:
+        with start_gateway(config, log_dir=tmp_path) as gateway:
+            with httpx.Client(base_url=gateway.http_url, timeout=TIMEOUT) as http:
+                for _ in range(2):
+                    r = http.post("/v2/models/m/infer", json=v2_body(ROWS))
+                    assert r.status_code == 200, r.text
+                    time.sleep(0.4)
+            assert (backend.connections, backend.requests) == (2, 2)
+    finally:
+        backend.close()
+
+
 def test_max_concurrency_sheds_with_503(client: httpx.Client, gateway: Server) -> None:
     results: list[httpx.Response] = []
 

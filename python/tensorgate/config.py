@@ -291,6 +291,10 @@ class GatewayConfig:
     """In-process model calls waiting for a worker before new ones are shed (503)."""
     connect_timeout_s: float = 5.0
     """Longest wait for a TCP connection to a backend (then 503)."""
+    pool_idle_timeout_s: float = 4.0
+    """Keep-alive connections to a REST backend idle this long are closed, not reused: below
+    the backend's own idle timeout (uvicorn's, under KServe and MLServer, is 5 s), so that a
+    request is never written to a connection the backend is closing."""
     client_timeout_s: float = 30.0
     """Longest wait for a client's request headers, and for its body once the headers are in."""
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -315,6 +319,7 @@ class GatewayConfig:
             "python_workers": self.python_workers,
             "python_queue_size": self.python_queue_size,
             "connect_timeout_ms": _ms(self.connect_timeout_s),
+            "pool_idle_timeout_ms": _ms(self.pool_idle_timeout_s),
             "client_timeout_ms": _ms(self.client_timeout_s),
             "models": [m.to_core() for m in self.models],
         }
@@ -526,6 +531,7 @@ _TOP_FIELDS: dict[str, _Parser] = {
     "python_workers": _int_field(1, 1024),
     "python_queue_size": _int_field(1, 1 << 20),
     "connect_timeout_s": _seconds_field(allow_zero=False),
+    "pool_idle_timeout_s": _seconds_field(allow_zero=False),
     "client_timeout_s": _seconds_field(allow_zero=False),
 }
 
@@ -845,6 +851,7 @@ _ENV_TOP = {
     "TENSORGATE_PYTHON_WORKERS": "python_workers",
     "TENSORGATE_PYTHON_QUEUE_SIZE": "python_queue_size",
     "TENSORGATE_CONNECT_TIMEOUT_S": "connect_timeout_s",
+    "TENSORGATE_POOL_IDLE_TIMEOUT_S": "pool_idle_timeout_s",
     "TENSORGATE_CLIENT_TIMEOUT_S": "client_timeout_s",
 }
 

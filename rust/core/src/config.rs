@@ -28,6 +28,8 @@ pub struct GatewayConfig {
     pub python_queue_size: usize,
     /// Longest wait for a TCP connection to a backend.
     pub connect_timeout_ms: u64,
+    /// Keep-alive connections to a REST backend idle this long are closed, not reused.
+    pub pool_idle_timeout_ms: u64,
     /// Longest wait for a client's request headers, and then for its body.
     pub client_timeout_ms: u64,
     pub models: Vec<ModelConfig>,
@@ -133,6 +135,10 @@ impl GatewayConfig {
 
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn pool_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.pool_idle_timeout_ms)
     }
 
     pub fn client_timeout(&self) -> Duration {

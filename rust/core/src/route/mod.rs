@@ -87,7 +87,12 @@ impl Route {
                 replicas: Replicas::new(
                     urls.iter()
                         .map(|url| {
-                            Ok((url.clone(), http::endpoint(url, config.connect_timeout())?))
+                            let endpoint = http::endpoint(
+                                url,
+                                config.connect_timeout(),
+                                config.pool_idle_timeout(),
+                            )?;
+                            Ok((url.clone(), endpoint))
                         })
                         .collect::<Result<Vec<_>>>()?,
                     model.eject_after_failures,

@@ -3,7 +3,7 @@
 
 use std::error::Error as StdError;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::uri::Authority;
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
@@ -32,13 +32,30 @@ pub fn client() -> Client {
 pub struct Endpoint {
     authority: Authority,
     connect_timeout: Duration,
-    idle: Mutex<Vec<SendRequest<Chunks>>>,
+    idle_timeout: Duration,
+    /// Last in, first out: the most recently used connection goes next, and the bottom of the
+    /// stack has been idle longest.
+    idle: Mutex<Vec<Idle>>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    sender: SendRequest<Chunks>,
+    since: Instant,
 }
 
 impl Endpoint {
     fn checkout(&self) -> Option<SendRequest<Chunks>> {
         let mut idle = self.idle.lock().ok()?;
-        while let Some(sender) = idle.pop() {
+        while let Some(Idle { sender, since }) = idle.pop() {
+            // A connection idle this long may be closing at the backend's end just as a request
+            // is written to it (uvicorn closes after 5 s), which fails the request with no way
+            // to know whether it ran. It is closed instead, and so is every one below it, idle
+            // longer still.
+            if since.elapsed() >= self.idle_timeout {
+                idle.clear();
+                return None;
+            }
             if !sender.is_closed() {
                 return Some(sender);
             }
@@ -53,7 +70,10 @@ impl Endpoint {
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < MAX_IDLE
         {
-            idle.push(sender);
+            idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
         }
     }
 
@@ -135,7 +155,7 @@ const STALE_RETRIES: usize = 2;
 pub type Replica = replicas::Replica<Endpoint>;
 
 /// The endpoint of a backend URL `http://host:port`.
-pub fn endpoint(url: &str, connect_timeout: Duration) -> Result<Endpoint> {
+pub fn endpoint(url: &str, connect_timeout: Duration, idle_timeout: Duration) -> Result<Endpoint> {
     let authority = url
         .strip_prefix("http://")
         .and_then(|rest| rest.parse().ok())
@@ -147,6 +167,7 @@ pub fn endpoint(url: &str, connect_timeout: Duration) -> Result<Endpoint> {
     Ok(Endpoint {
         authority,
         connect_timeout,
+        idle_timeout,
         idle: Mutex::new(Vec::new()),
     })
 }
