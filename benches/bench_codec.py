@@ -83,6 +83,28 @@ def v2_json(report: Report, x: np.ndarray) -> None:
         "V2 JSON decode FP32 [64,1024] (vs orjson+numpy)", ours_decode, orjson_decode, len(body)
     )
 
+    # What Python clients send (tritonclient's and KServe's JSON inputs use `tolist()`): each
+    # FP32 value printed as an f64, up to 17 significant digits.
+    wide_body = orjson.dumps(
+        {"inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32", "data": x.tolist()}]}
+    )
+    limits = tensorgate.Limits(max_body_bytes=len(wide_body) + 1)
+
+    def ours_decode_wide() -> np.ndarray:
+        return codec.decode_v2_request(wide_body, limits=limits).inputs[0].numpy()
+
+    def orjson_decode_wide() -> np.ndarray:
+        tensor = orjson.loads(wide_body)["inputs"][0]
+        return np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
+
+    assert np.array_equal(ours_decode_wide(), x)
+    report.case(
+        "V2 JSON decode FP32 [64,1024], f64 text (vs orjson+numpy)",
+        ours_decode_wide,
+        orjson_decode_wide,
+        len(wide_body),
+    )
+
     response = tensorgate.InferResponse("m", [tensorgate.Tensor.from_numpy("y", x)], id="1")
 
     def ours_encode() -> bytes:
