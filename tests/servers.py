@@ -18,12 +18,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Self, TypeVar
 
 import httpx
+import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -412,6 +413,16 @@ def start_gateway_split(
         process.stop()
         raise
     return gateway
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> float:
+    """Polls ``predicate`` until true; returns the seconds it took, fails after ``timeout``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(0.05)
+    pytest.fail(f"not within {timeout} s: {what}")
 
 
 def metric(text: str, sample: str, labels: dict[str, str]) -> float:

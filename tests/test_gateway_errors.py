@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from servers import Server, free_port, start_gateway
+from servers import Server, free_port, start_gateway, wait_until
 from tritonclient.utils import InferenceServerException
 
 ROWS = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.5]]
@@ -465,7 +465,8 @@ class DroppingBackend:
     connection and ends the connection at the next one: cleanly once it has read it
     (``reset=False``: it may have run the request), or with a reset once it arrived, unread
     (``reset=True``: as when a backend closes a keep-alive connection as a request comes in).
-    Counts connections and the requests it read."""
+    Counts connections, the requests it read, and the connections the gateway ended while it
+    waited for a request."""
 
     ANSWER = json.dumps(
         {
@@ -479,6 +480,7 @@ class DroppingBackend:
         self.answered = answered
         self.connections = 0
         self.requests = 0
+        self.closed_by_gateway = 0
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
@@ -492,19 +494,25 @@ class DroppingBackend:
 
     def _serve(self, conn: socket.socket) -> None:
         with conn, contextlib.suppress(OSError):
-            for _ in range(self.answered):
-                read_message(conn)
-                self.requests += 1
-                head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                conn.sendall(head + b"content-length: %d\r\n\r\n" % len(self.ANSWER) + self.ANSWER)
-            if self.reset:
-                conn.recv(1, socket.MSG_PEEK)  # the next request is there, unread
-            else:
-                read_message(conn)
-                self.requests += 1
-            # SO_LINGER 0: close sends a reset instead of a FIN.
-            linger = struct.pack("ii", 1, 0) if self.reset else struct.pack("ii", 0, 0)
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            try:
+                self._answer(conn)
+            except AssertionError:  # from `receive`: the gateway closed the connection
+                self.closed_by_gateway += 1
+
+    def _answer(self, conn: socket.socket) -> None:
+        for _ in range(self.answered):
+            read_message(conn)
+            self.requests += 1
+            head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            conn.sendall(head + b"content-length: %d\r\n\r\n" % len(self.ANSWER) + self.ANSWER)
+        if self.reset:
+            conn.recv(1, socket.MSG_PEEK)  # the next request is there, unread
+        else:
+            read_message(conn)
+            self.requests += 1
+        # SO_LINGER 0: close sends a reset instead of a FIN.
+        linger = struct.pack("ii", 1, 0) if self.reset else struct.pack("ii", 0, 0)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
 
     def close(self) -> None:
         self.listener.close()
@@ -565,6 +573,8 @@ def test_an_idle_pooled_connection_is_closed_before_the_backend_closes_it(
                     assert r.status_code == 200, r.text
                     time.sleep(0.4)
             assert (backend.connections, backend.requests) == (2, 2)
+            # The first connection was closed by the gateway, not by the backend.
+            wait_until(lambda: backend.closed_by_gateway == 1, 5, "the idle connection closed")
     finally:
         backend.close()
 

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from servers import (
     start_gateway,
     start_gateway_split,
     start_kserve_on,
+    wait_until,
 )
 
 ROWS = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.5]]
@@ -56,16 +57,6 @@ def v2_body(rows: list[list[float]], **extra: Any) -> dict[str, Any]:
     shape = [len(rows), len(rows[0])]
     flat = [v for row in rows for v in row]
     return {"inputs": [{"name": "x", "shape": shape, "datatype": "FP32", "data": flat}], **extra}
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> float:
-    """Polls ``predicate`` until true; returns the seconds it took, fails after ``timeout``."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(0.05)
-    pytest.fail(f"not within {timeout} s: {what}")
 
 
 def status_of(url: str) -> int:

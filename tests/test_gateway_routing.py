@@ -42,6 +42,7 @@ from servers import (
     python_path,
     start_gateway,
     start_kserve,
+    wait_until,
 )
 from tritonclient.utils import InferenceServerException
 
@@ -68,16 +69,6 @@ def error_of(response: httpx.Response) -> str:
     text = body["error"]
     assert isinstance(text, str), body
     return text
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Polls ``predicate`` until true; fails after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"not within {timeout} s: {what}")
 
 
 def dead_url() -> str:
