@@ -85,7 +85,8 @@ fn aliases(dst: *mut u8, src: *const u8) -> bool {
 #[derive(Debug)]
 pub struct AliasSafe<'a, B>(pub &'a mut B);
 
-// One of the crate's two `unsafe`s (the other formats floats in place, `codec::json_write`):
+// One of the crate's three `unsafe`s (the others format floats in place, `codec::json_write`,
+// and call SSE2 code, `codec::json_float`):
 // `BufMut` is an unsafe trait. SAFETY: every method delegates to the
 // wrapped `BufMut` (`put_slice` and `put` through its safe `put_slice`), whose contract holds.
 #[allow(unsafe_code)]

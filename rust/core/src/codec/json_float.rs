@@ -140,18 +140,18 @@ const BELOW: [u128; 17] = {
 /// the byte after them; then only the bytes in `tail` count.
 #[inline(always)]
 fn sixteen_digits(values: u128, keep: u128, tail: u128) -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE2 is part of the x86_64 baseline: every x86_64 CPU has it.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    // SAFETY: the build targets SSE2 (part of the x86_64 baseline: every x86_64 CPU has it).
     #[allow(unsafe_code)]
     return unsafe { sixteen_digits_sse2(values, keep, tail) };
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
     sixteen_digits_swar(values, keep, tail)
 }
 
 /// [`sixteen_digits`] in SSE2: the bytes widen to 16-bit lanes and three multiply-adds
 /// (`pmaddwd`) fold digit pairs, quads and octets; 10 % faster decoding than the SWAR form,
 /// whose u128 shifts and multiplies take twice the instructions.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[target_feature(enable = "sse2")]
 #[allow(
     clippy::cast_possible_truncation,
@@ -183,9 +183,9 @@ fn sixteen_digits_sse2(values: u128, keep: u128, tail: u128) -> u64 {
     (both & 0xffff_ffff) * 100_000_000 + (both >> 32)
 }
 
-/// [`sixteen_digits`] in plain integer arithmetic, for other targets (and to check the SSE2
-/// form against).
-#[cfg(any(test, not(target_arch = "x86_64")))]
+/// [`sixteen_digits`] in plain integer arithmetic, for targets without SSE2 (and to check the
+/// SSE2 form against).
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
 fn sixteen_digits_swar(values: u128, keep: u128, tail: u128) -> u64 {
     let digits = ((values & keep) | ((values >> 8) & !keep)) & tail;
     #[allow(clippy::cast_possible_truncation)] // the two halves of the 16 digits
@@ -195,7 +195,7 @@ fn sixteen_digits_swar(values: u128, keep: u128, tail: u128) -> u64 {
 
 /// The value of eight digit bytes (0 to 9 each, the first the most significant): pairs, then
 /// quads, then the whole, each step one multiply (the SWAR method of simdjson and fast_float).
-#[cfg(any(test, not(target_arch = "x86_64")))]
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
 fn eight_digits(digits: u64) -> u64 {
     const LOW_BYTES: u64 = 0x0000_00FF_0000_00FF;
     const HUNDRED_AND_MILLION: u64 = 100 + (1_000_000 << 32);
