@@ -10,10 +10,11 @@
 //! - The digits are converted all 16 at once, by multiply-adds in SSE2 on x86_64 and by integer
 //!   multiplies eight at a time (SWAR) elsewhere: no per-digit loop.
 //! - The value goes through f64 with a check that it is not near an f32 rounding boundary
-//!   (Clinger's fast path, widened; see [`round`]).
+//!   (Clinger's fast path, widened; see [`narrow`]).
 //!
-//! Anything else (an exponent, a long number, text near the end of the body) takes a
-//! byte-at-a-time reader of the same grammar, and what neither can round exactly goes to
+//! The same form 16 to 31 bytes long (FP32 values printed as f64) is read in two blocks, out of
+//! line. Anything else (an exponent, a longer number, text near the end of the body) takes a
+//! byte-at-a-time reader of the same grammar, and what none can round exactly goes to
 //! fast-float, as does every error.
 
 use wide::u8x16;
@@ -38,25 +39,20 @@ fn by_block(text: &[u8]) -> Option<(f32, usize)> {
     let bytes: [u8; 16] = text.get(..16)?.try_into().ok()?;
     let word = u128::from_le_bytes(bytes);
     let (separators, points, not_digits) = classify(bytes);
-    let end = separators.trailing_zeros() as usize;
     // Read off the word: indexing `bytes` again made LLVM split the 16-byte load.
     #[allow(clippy::cast_possible_truncation)] // the first byte
     let negative = word as u8 == b'-';
-    let start = usize::from(negative);
-    let number = ((1u32 << end) - 1) & !((1u32 << start) - 1);
-    let point_bit = points & number;
-    // In the number, the one byte that is not a digit is a single point, with digits either side.
-    if end == 16 || not_digits & number != point_bit || !point_bit.is_power_of_two() {
-        return None;
-    }
-    let point = point_bit.trailing_zeros() as usize;
-    if point == start || point + 1 == end {
-        return None;
-    }
+    let (end, point) = locate(
+        separators.into(),
+        points.into(),
+        not_digits.into(),
+        negative,
+        16,
+    )?;
     // Close the gap of the point, and clear the sign and everything after the last digit: the
     // 16 bytes then spell the number's digits followed by zeros, a 16-digit integer with 16 -
     // point digits after the point.
-    let values = word ^ u128::from_le_bytes([b'0'; 16]);
+    let values = word ^ ZEROS;
     let tail = BELOW[end - 1] & !(u128::from(negative) * 0xff);
     let mantissa = sixteen_digits(values, BELOW[point], tail);
     #[allow(clippy::cast_possible_wrap, clippy::cast_precision_loss)] // below 10^16; see `narrow`
@@ -75,35 +71,56 @@ fn by_long_block(text: &[u8]) -> Option<(f32, usize)> {
     let after: [u8; 16] = text.get(17..33)?.try_into().ok()?;
     let (separators, points, first_stray) = classify(first);
     let (later_separators, _, second_stray) = classify(second);
-    let end = (u64::from(separators & 0xffff) | u64::from(later_separators) << 16).trailing_zeros()
-        as usize;
     let negative = first[0] == b'-';
-    let start = usize::from(negative);
-    let number = ((1u64 << end) - 1) & !((1u64 << start) - 1);
-    let point_bit = u64::from(points) & number;
-    let not_digits = u64::from(first_stray) | u64::from(second_stray) << 16;
-    if !(16..32).contains(&end) || not_digits & number != point_bit || !point_bit.is_power_of_two()
-    {
-        return None;
-    }
-    let point = point_bit.trailing_zeros() as usize;
-    if point == start {
+    let (end, point) = locate(
+        u64::from(separators & 0xffff) | u64::from(later_separators) << 16,
+        points.into(),
+        u64::from(first_stray) | u64::from(second_stray) << 16,
+        negative,
+        32,
+    )?;
+    if end < 16 {
         return None;
     }
     // The high 16 digits: the first block with the point's gap closed, whose last slot is byte
     // 16 of the text (a digit when the number goes past it); the low ones: bytes 17 to `end`.
-    let zeros = u128::from_le_bytes([b'0'; 16]);
     let sign = u128::from(negative) * 0xff;
-    let values = u128::from_le_bytes(first) ^ zeros;
+    let values = u128::from_le_bytes(first) ^ ZEROS;
     let slot_15 = if end > 16 { second[0] - b'0' } else { 0 };
     let high = sixteen_digits(values, BELOW[point], BELOW[16] & !sign) + u64::from(slot_15);
-    let low_values = u128::from_le_bytes(after) ^ zeros;
+    let low_values = u128::from_le_bytes(after) ^ ZEROS;
     let low = sixteen_digits(low_values, BELOW[16], BELOW[end.saturating_sub(17)]);
     // Both below 10^16; see `narrow` for the roundings.
     #[allow(clippy::cast_possible_wrap, clippy::cast_precision_loss)]
     let wide =
         high as i64 as f64 * NEG_POW10[16 - point] + low as i64 as f64 * NEG_POW10[32 - point];
     Some((narrow(wide, negative)?, end))
+}
+
+/// Where the number in a window of text ends (its separator) and where its point is, from the
+/// window's byte masks (bit n for byte n; `separators` has bit `window` set, past the window).
+/// `None` unless the separator is in the window, and the bytes from the sign to it are digits
+/// and a single point with digits on both sides.
+#[inline(always)]
+fn locate(
+    separators: u64,
+    points: u64,
+    not_digits: u64,
+    negative: bool,
+    window: usize,
+) -> Option<(usize, usize)> {
+    let end = separators.trailing_zeros() as usize;
+    let start = usize::from(negative);
+    let number = ((1u64 << end) - 1) & !((1u64 << start) - 1);
+    let point_bit = points & number;
+    if end == window || not_digits & number != point_bit || !point_bit.is_power_of_two() {
+        return None;
+    }
+    let point = point_bit.trailing_zeros() as usize;
+    if point == start || point + 1 == end {
+        return None;
+    }
+    Some((end, point))
 }
 
 /// Where in 16 bytes of text the separators (`,` `]`), the points and the non-digits are: one
@@ -123,6 +140,9 @@ fn classify(bytes: [u8; 16]) -> (u32, u32, u32) {
         !mask(digits) & 0xffff,
     )
 }
+
+/// Sixteen `'0'` bytes: xor-ed with text, digits become their values.
+const ZEROS: u128 = u128::from_le_bytes([b'0'; 16]);
 
 /// `BELOW[n]` has the low `n` bytes set.
 const BELOW: [u128; 17] = {
