@@ -88,6 +88,7 @@ def test_defaults_without_any_source() -> None:
         "grpc_max_message_bytes": 67108864,
         "drain_timeout_ms": 30000,
         "access_log": "text",
+        "readiness": "all",
         "forward_headers": list(BUILTIN_FORWARD_HEADERS),
         "health_check_interval_ms": 2000,
         "metadata_ttl_ms": 30000,
@@ -173,6 +174,12 @@ def test_top_level_section() -> None:
 @pytest.mark.parametrize("value", ["text", "json", "off"])
 def test_access_log_values(value: str) -> None:
     assert load(f"access_log: {value}\n").access_log == value
+
+
+@pytest.mark.parametrize("value", ["all", "any", "live"])
+def test_readiness_values(value: str) -> None:
+    cfg = load(f"readiness: {value}\n")
+    assert (cfg.readiness, cfg.to_core()["readiness"]) == (value, value)
 
 
 def test_global_limits_and_per_model_overrides() -> None:
@@ -369,6 +376,7 @@ def test_every_env_variable() -> None:
         "TENSORGATE_GRPC_MAX_MESSAGE_BYTES": "2048",
         "TENSORGATE_DRAIN_TIMEOUT_S": "0.5",
         "TENSORGATE_ACCESS_LOG": "json",
+        "TENSORGATE_READINESS": "any",
         "TENSORGATE_FORWARD_HEADERS": "X-Tenant, ,x-user,",
         "TENSORGATE_HEALTH_CHECK_INTERVAL_S": "0",
         "TENSORGATE_METADATA_TTL_S": "7.5",
@@ -387,6 +395,7 @@ def test_every_env_variable() -> None:
     assert cfg.grpc_max_message_bytes == 2048
     assert cfg.drain_timeout_s == 0.5
     assert cfg.access_log == "json"
+    assert cfg.readiness == "any"
     assert cfg.forward_headers == (*BUILTIN_FORWARD_HEADERS, "x-tenant", "x-user")
     assert cfg.health_check_interval_s == 0
     assert cfg.metadata_ttl_s == 7.5
@@ -546,6 +555,7 @@ def test_to_core_full_snapshot() -> None:
         "grpc_max_message_bytes": 67108864,
         "drain_timeout_ms": 30000,
         "access_log": "text",
+        "readiness": "all",
         "forward_headers": [*BUILTIN_FORWARD_HEADERS, "x-tenant"],
         "health_check_interval_ms": 2000,
         "metadata_ttl_ms": 30000,
@@ -752,6 +762,7 @@ FILE_ERRORS: list[tuple[str, str, str]] = [
     ("metadata_ttl_s: -0.5\n", "config.yaml: metadata_ttl_s: ", "between 0 and"),
     ("access_log: yes\n", "config.yaml: access_log: ", "must be one of text, json, off, got 'yes'"),
     ("access_log: false\n", "config.yaml: access_log: ", "must be a string, got a boolean"),
+    ("readiness: some\n", "config.yaml: readiness: ", "must be one of all, any, live, got 'some'"),
     ("forward_headers: x-a\n", "config.yaml: forward_headers: ", "must be a list"),
     ("forward_headers: [x-a, 'bad name']\n", "config.yaml: forward_headers[1]: ", "not a valid"),
     (

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -420,6 +421,41 @@ def test_all_replicas_down_is_503_and_unavailable(tmp_path: Path) -> None:
         assert error_of(model_ready) == "Model with name m is not ready."
         after = http.post(f"{gw.http_url}/v2/models/m/infer", json=v2_body(ROWS))
         assert after.status_code == 503, after.text
+
+
+def test_server_readiness_follows_the_readiness_setting(tmp_path: Path) -> None:
+    """``readiness: all`` (default) is 503 while any backend is down, ``any`` while all are,
+    ``live`` never; over REST and gRPC, changed by SIGHUP. The down model is 503 in every case."""
+    up = {"name": "up", "backend": {"python": "tensorgate.demo:sum"}}
+    down = {"name": "down", "backend": {"url": dead_url()}}
+    config: dict[str, Any] = {"health_check_interval_s": 0.2, "models": [up, down]}
+    with start_gateway(config, log_dir=tmp_path) as gw, httpx.Client(timeout=TIMEOUT) as http:
+        path = tmp_path / f"gateway-{gw.http_port}.yaml"
+        client = grpcclient.InferenceServerClient(gw.grpc_target)
+
+        def ready() -> tuple[int, bool]:
+            status = http.get(f"{gw.http_url}/v2/health/ready").status_code
+            return status, client.is_server_ready(client_timeout=TIMEOUT)
+
+        def reload(readiness: str, models: list[dict[str, Any]]) -> None:
+            path.write_text(yaml.safe_dump({**config, "readiness": readiness, "models": models}))
+            gw.signal(signal.SIGHUP)
+
+        try:
+            # The health check has marked `down` once the default rule turns 503.
+            wait_until(lambda: ready() == (503, False), 3.0, "all: 503 with a backend down")
+            reload("any", [up, down])
+            wait_until(lambda: ready() == (200, True), 3.0, "any: 200 with one backend up")
+            assert http.get(f"{gw.http_url}/v2/models/down/ready").status_code == 503
+            assert http.get(f"{gw.http_url}/v2/models/up/ready").status_code == 200
+            reload("any", [down])
+            wait_until(lambda: ready() == (503, False), 3.0, "any: 503 with every backend down")
+            reload("live", [down])
+            wait_until(lambda: ready() == (200, True), 3.0, "live: 200 with every backend down")
+            infer = http.post(f"{gw.http_url}/v2/models/down/infer", json=v2_body(ROWS))
+            assert infer.status_code == 503, infer.text
+        finally:
+            client.close()
 
 
 # -- h2c and gRPC on the HTTP port --------------------------------------------------------------

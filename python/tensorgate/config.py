@@ -64,10 +64,12 @@ DATATYPES: tuple[str, ...] = (
 """V2 tensor datatype names accepted in static model metadata."""
 
 AccessLog = Literal["text", "json", "off"]
+Readiness = Literal["all", "any", "live"]
 Protocol = Literal["v1", "v2"]
 BackendKind = Literal["http", "grpc", "python"]
 
 _ACCESS_LOGS: tuple[AccessLog, ...] = ("text", "json", "off")
+_READINESS: tuple[Readiness, ...] = ("all", "any", "live")
 _PROTOCOLS: tuple[Protocol, ...] = ("v1", "v2")
 # Headers the gateway sets itself (hop-by-hop or body framing): never copied from the client.
 _RESERVED_HEADERS = frozenset(
@@ -282,6 +284,10 @@ class GatewayConfig:
     grpc_max_message_bytes: int = 64 * 1024 * 1024
     drain_timeout_s: float = 30.0
     access_log: AccessLog = "text"
+    readiness: Readiness = "all"
+    """What ``/v2/health/ready`` and gRPC ``ServerReady`` follow besides the drain: every route
+    has a healthy backend (``all``, KServe's rule), at least one has (``any``), or only the
+    gateway itself (``live``). A model whose backend is down answers 503 in every case."""
     forward_headers: tuple[str, ...] = BUILTIN_FORWARD_HEADERS
     """Built-ins first, then the configured extras; lowercase, no duplicates."""
     health_check_interval_s: float = 2.0
@@ -313,6 +319,7 @@ class GatewayConfig:
             "grpc_max_message_bytes": self.grpc_max_message_bytes,
             "drain_timeout_ms": _ms(self.drain_timeout_s),
             "access_log": self.access_log,
+            "readiness": self.readiness,
             "forward_headers": list(self.forward_headers),
             "health_check_interval_ms": _ms(self.health_check_interval_s),
             "metadata_ttl_ms": _ms(self.metadata_ttl_s),
@@ -500,6 +507,10 @@ def _parse_access_log(value: object, ctx: _Ctx) -> str:
     return _as_choice(value, ctx, _ACCESS_LOGS)
 
 
+def _parse_readiness(value: object, ctx: _Ctx) -> str:
+    return _as_choice(value, ctx, _READINESS)
+
+
 def _parse_forward_headers(value: object, ctx: _Ctx) -> tuple[str, ...]:
     """Extra header names (a list, or a comma list from text) → built-ins + extras."""
     if ctx.text and isinstance(value, str):
@@ -525,6 +536,7 @@ _TOP_FIELDS: dict[str, _Parser] = {
     "grpc_max_message_bytes": _int_field(1024, 2**31 - 1),
     "drain_timeout_s": _seconds_field(allow_zero=False),
     "access_log": _parse_access_log,
+    "readiness": _parse_readiness,
     "forward_headers": _parse_forward_headers,
     "health_check_interval_s": _seconds_field(allow_zero=True),
     "metadata_ttl_s": _seconds_field(allow_zero=True),
@@ -845,6 +857,7 @@ _ENV_TOP = {
     "TENSORGATE_GRPC_MAX_MESSAGE_BYTES": "grpc_max_message_bytes",
     "TENSORGATE_DRAIN_TIMEOUT_S": "drain_timeout_s",
     "TENSORGATE_ACCESS_LOG": "access_log",
+    "TENSORGATE_READINESS": "readiness",
     "TENSORGATE_FORWARD_HEADERS": "forward_headers",
     "TENSORGATE_HEALTH_CHECK_INTERVAL_S": "health_check_interval_s",
     "TENSORGATE_METADATA_TTL_S": "metadata_ttl_s",

@@ -19,6 +19,7 @@ pub struct GatewayConfig {
     pub grpc_max_message_bytes: usize,
     pub drain_timeout_ms: u64,
     pub access_log: AccessLog,
+    pub readiness: Readiness,
     /// Request headers copied to backends (lowercase names).
     pub forward_headers: Vec<String>,
     pub health_check_interval_ms: u64,
@@ -41,6 +42,20 @@ pub enum AccessLog {
     Off,
     Text,
     Json,
+}
+
+/// What the server's readiness (`/v2/health/ready`, gRPC `ServerReady`) follows, besides the
+/// drain: a model whose backend is down always answers 503 itself, whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Readiness {
+    /// Every route has a healthy replica (KServe's rule; right for a sidecar).
+    All,
+    /// At least one route has: one broken backend does not take a many-model gateway out of
+    /// its Service.
+    Any,
+    /// The gateway itself is up: only a drain makes it not ready.
+    Live,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::batch::{BatcherStats, Batchers};
-use crate::config::{AccessLog, GatewayConfig};
+use crate::config::{AccessLog, GatewayConfig, Readiness};
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, Series};
 use crate::route::{Route, Routes};
@@ -53,6 +53,7 @@ struct Shared {
 struct Settings {
     forward_headers: Vec<HeaderName>,
     access_log: AccessLog,
+    readiness: Readiness,
 }
 
 impl Settings {
@@ -69,13 +70,23 @@ impl Settings {
         Ok(Self {
             forward_headers,
             access_log: config.access_log,
+            readiness: config.readiness,
         })
     }
 }
 
 impl Shared {
     fn is_ready(&self) -> bool {
-        !self.draining.load(Ordering::Relaxed) && self.routes.load().all().all(|r| r.is_ready())
+        if self.draining.load(Ordering::Relaxed) {
+            return false;
+        }
+        let routes = self.routes.load();
+        match self.settings.load().readiness {
+            Readiness::All => routes.all().all(|r| r.is_ready()),
+            // A gateway without routes has nothing that could fail.
+            Readiness::Any => routes.all().next().is_none() || routes.all().any(|r| r.is_ready()),
+            Readiness::Live => true,
+        }
     }
 
     /// The headers a backend receives: the allow-listed ones, and the request id.
