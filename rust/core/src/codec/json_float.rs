@@ -13,7 +13,7 @@
 //!   (Clinger's fast path, widened; see [`narrow`]).
 //!
 //! The same form 16 to 31 bytes long (FP32 values printed as f64) is read in two blocks, out of
-//! line. Anything else (an exponent, a longer number, text near the end of the body) takes a
+//! line, its value taken from its leading 16 digits. Anything else (an exponent, a longer number, text near the end of the body) takes a
 //! byte-at-a-time reader of the same grammar, and what none can round exactly goes to
 //! fast-float, as does every error.
 
@@ -57,18 +57,18 @@ fn by_block(text: &[u8]) -> Option<(f32, usize)> {
     let mantissa = sixteen_digits(values, BELOW[point], tail);
     #[allow(clippy::cast_possible_wrap, clippy::cast_precision_loss)] // below 10^16; see `narrow`
     let wide = mantissa as i64 as f64 * NEG_POW10[16 - point];
-    Some((narrow(wide, negative)?, end))
+    Some((narrow(wide, negative, EXACT_MARGIN)?, end))
 }
 
 /// The same form 16 to 31 bytes long, with the point in the first 16: FP32 values printed as
 /// f64, 17 significant digits (`-0.4265716075897217`), as Python clients send them (`tolist()`
-/// in tritonclient and KServe's client).
+/// in tritonclient and KServe's client). An f32 needs far fewer digits than that, so the value
+/// is taken from the first 16 digit slots and the rest is only checked and skipped; see
+/// [`TRUNCATED_MARGIN`].
 #[inline(always)]
 fn by_long_block(text: &[u8]) -> Option<(f32, usize)> {
     let first: [u8; 16] = text.get(..16)?.try_into().ok()?;
     let second: [u8; 16] = text.get(16..32)?.try_into().ok()?;
-    // The digits after byte 16, for the low half of the number (the point is before them).
-    let after: [u8; 16] = text.get(17..33)?.try_into().ok()?;
     let (separators, points, first_stray) = classify(first);
     let (later_separators, _, second_stray) = classify(second);
     let negative = first[0] == b'-';
@@ -82,20 +82,35 @@ fn by_long_block(text: &[u8]) -> Option<(f32, usize)> {
     if end < 16 {
         return None;
     }
-    // The high 16 digits: the first block with the point's gap closed, whose last slot is byte
-    // 16 of the text (a digit when the number goes past it); the low ones: bytes 17 to `end`.
+    // The first block with the point's gap closed, whose last slot is byte 16 of the text (a
+    // digit when the number goes past it): the number's leading 16 digit slots.
     let sign = u128::from(negative) * 0xff;
     let values = u128::from_le_bytes(first) ^ ZEROS;
     let slot_15 = if end > 16 { second[0] - b'0' } else { 0 };
-    let high = sixteen_digits(values, BELOW[point], BELOW[16] & !sign) + u64::from(slot_15);
-    let low_values = u128::from_le_bytes(after) ^ ZEROS;
-    let low = sixteen_digits(low_values, BELOW[16], BELOW[end.saturating_sub(17)]);
-    // Both below 10^16; see `narrow` for the roundings.
+    let leading = sixteen_digits(values, BELOW[point], BELOW[16] & !sign) + u64::from(slot_15);
+    if leading < TRUNCATED_MIN {
+        return None;
+    }
+    // Below 10^16; see `narrow` for the roundings and `TRUNCATED_MARGIN` for the digits dropped.
     #[allow(clippy::cast_possible_wrap, clippy::cast_precision_loss)]
-    let wide =
-        high as i64 as f64 * NEG_POW10[16 - point] + low as i64 as f64 * NEG_POW10[32 - point];
-    Some((narrow(wide, negative)?, end))
+    let wide = leading as i64 as f64 * NEG_POW10[16 - point];
+    Some((narrow(wide, negative, TRUNCATED_MARGIN)?, end))
 }
+
+/// The fewest leading digits, as an integer, from which [`by_long_block`] rounds: 2^40 (13 or
+/// more significant digits).
+const TRUNCATED_MIN: u64 = 1 << 40;
+
+/// How near (in f64 ulps) an f32 rounding boundary a value read from its leading digits may
+/// not be. The digits dropped make the value short by less than one unit of the last digit
+/// kept, under 2^-40 of it (the leading digits are at least 2^40), which is under 2^13 f64
+/// ulps; `narrow`'s own 8 ulps cover the roundings. About 3 values in 100,000 fall this near a
+/// boundary and go to fast-float with all their digits.
+const TRUNCATED_MARGIN: i64 = (1 << 13) + 8;
+
+/// How near (in f64 ulps) an f32 rounding boundary a value read from all its digits may not be;
+/// see [`narrow`].
+const EXACT_MARGIN: i64 = 8;
 
 /// Where the number in a window of text ends (its separator) and where its point is, from the
 /// window's byte masks (bit n for byte n; `separators` has bit `window` set, past the window).
@@ -315,19 +330,19 @@ fn round(mantissa: u64, exponent: i32, negative: bool) -> Option<f32> {
     } else {
         mantissa * *NEG_POW10.get(power)?
     };
-    narrow(wide, negative)
+    narrow(wide, negative, EXACT_MARGIN)
 }
 
-/// `±wide` rounded to f32, or `None` when `wide` lies within 8 f64 ulps of an f32 rounding
-/// boundary (a midpoint between two f32s, which an f64 can hold exactly). Every `wide` here is
-/// a sum of at most two positive products, each rounded at most three times (the integer, the
-/// power of ten, the product), and the sum once more: within 4 ulps of the true value. Rounding
-/// it to f32 then gives the correctly rounded f32 wherever no boundary is that close.
+/// `±wide` rounded to f32, or `None` when `wide` lies within `margin` f64 ulps of an f32
+/// rounding boundary (a midpoint between two f32s, which an f64 can hold exactly). A `wide`
+/// read from all of a number's digits is one product, whose factors and result were each
+/// rounded at most once: within 2 ulps of the true value, so [`EXACT_MARGIN`] (8) covers it.
+/// Rounding it to f32 then gives the correctly rounded f32 wherever no boundary is that close.
 #[inline(always)]
-fn narrow(wide: f64, negative: bool) -> Option<f32> {
+fn narrow(wide: f64, negative: bool, margin: i64) -> Option<f32> {
     // Below f32's 24 bits an f64 keeps 29 more: a midpoint is exactly 1 then zeros there.
     let below = i64::try_from(wide.to_bits() & ((1 << 29) - 1)).ok()?;
-    if (below - (1 << 28)).abs() <= 8 {
+    if (below - (1 << 28)).abs() <= margin {
         return None;
     }
     #[allow(clippy::cast_possible_truncation)] // the rounding to f32 is the point
@@ -350,7 +365,7 @@ mod tests {
         fast_float2::parse(text).unwrap()
     }
 
-    /// `text` as an element in the middle of a long array: room for the 16- and 33-byte reads.
+    /// `text` as an element in the middle of a long array: room for the 16- and 32-byte reads.
     fn padded(text: &str) -> String {
         format!("{text},12345678,12345678,12345678,12345678]")
     }
@@ -514,6 +529,26 @@ mod tests {
             let decimal = format!("{midpoint:.digits$}");
             same(&decimal[..decimal.len().min(15)]);
             same(&decimal);
+        }
+
+        #[test]
+        fn long_text_whose_dropped_digits_decide_the_rounding(
+            x in 1e-3f32..1e6,
+            length in 17usize..=31,
+            negative in any::<bool>(),
+        ) {
+            // An f32 midpoint written out to `length` bytes: the long reader rounds from the
+            // leading 16 digits, so the digits it drops decide between the two f32s here.
+            let next = f32::from_bits(x.to_bits() + 1);
+            let midpoint = (f64::from(x) + f64::from(next)) / 2.0;
+            let sign = if negative { "-" } else { "" };
+            let exact = format!("{sign}{midpoint:.40}");
+            let cut = &exact[..length];
+            let above = format!("{}1", &cut[..length - 1]);
+            for text in [cut, above.as_str(), &format!("{}9", &cut[..length - 1])] {
+                same(text);
+                prop_assert!(by_long_block(padded(text).as_bytes()).is_none(), "{}", text);
+            }
         }
 
         #[test]
