@@ -32,6 +32,8 @@ class Recorder(ThreadingHTTPServer):
         super().__init__((HOST, 0), RecorderHandler)
         self.seen: list[tuple[str, dict[str, str]]] = []
         self.lock = threading.Lock()
+        #: Seconds every readiness or liveness answer waits (a slow health check).
+        self.health_delay_s = 0.0
 
     @property
     def url(self) -> str:
@@ -61,6 +63,7 @@ class RecorderHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.endswith(("/ready", "/live")):
+            time.sleep(self.server.health_delay_s)
             self._answer(200, {"ready": True, "live": True})
         else:
             self._answer(404, {"error": "Not Found"})

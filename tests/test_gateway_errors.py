@@ -517,10 +517,16 @@ class DroppingBackend:
     def close(self) -> None:
         self.listener.close()
 
+    def route_config(self, **settings: Any) -> dict[str, Any]:
+        """A gateway config with one route, ``m``, to this backend. Health checks are off: they
+        would open connections of their own, which this backend counts (and does not answer)."""
+        route = {"name": "m", "backend": {"url": self.url, "protocol": "v2"}}
+        return {"health_check_interval_s": 0, **settings, "models": [route]}
+
 
 def test_a_backend_that_resets_the_connection_is_a_503(tmp_path: Path) -> None:
     backend = DroppingBackend(reset=True, answered=0)
-    config = {"models": [{"name": "m", "backend": {"url": backend.url, "protocol": "v2"}}]}
+    config = backend.route_config()
     try:
         with start_gateway(config, log_dir=tmp_path) as gateway:
             r = httpx.post(f"{gateway.http_url}/v2/models/m/infer", json=v2_body(ROWS), timeout=10)
@@ -537,7 +543,7 @@ def test_a_request_the_backend_may_have_read_is_not_sent_twice(reset: bool, tmp_
     the backend cannot have read it (a reset); one it read and then closed on is a 503, never
     run twice (``retries: 0``)."""
     backend = DroppingBackend(reset)
-    config = {"models": [{"name": "m", "backend": {"url": backend.url, "protocol": "v2"}}]}
+    config = backend.route_config()
     try:
         with start_gateway(config, log_dir=tmp_path) as gateway:
             with httpx.Client(base_url=gateway.http_url, timeout=TIMEOUT) as http:
@@ -561,10 +567,7 @@ def test_an_idle_pooled_connection_is_closed_before_the_backend_closes_it(
     to one idle for 5 s: a connection idle longer than ``pool_idle_timeout_s`` is not reused,
     so the request goes on a fresh one instead of failing."""
     backend = DroppingBackend(reset=False)
-    config = {
-        "pool_idle_timeout_s": 0.2,
-        "models": [{"name": "m", "backend": {"url": backend.url, "protocol": "v2"}}],
-    }
+    config = backend.route_config(pool_idle_timeout_s=0.2)
     try:
         with start_gateway(config, log_dir=tmp_path) as gateway:
             with httpx.Client(base_url=gateway.http_url, timeout=TIMEOUT) as http:

@@ -34,7 +34,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import yaml
 from oip import message
-from recorder import Recorder
+from recorder import Recorder, running_recorder
 from servers import (
     HOST,
     Server,
@@ -421,6 +421,54 @@ def test_all_replicas_down_is_503_and_unavailable(tmp_path: Path) -> None:
         assert error_of(model_ready) == "Model with name m is not ready."
         after = http.post(f"{gw.http_url}/v2/models/m/infer", json=v2_body(ROWS))
         assert after.status_code == 503, after.text
+
+
+def test_a_backend_is_not_ready_before_its_first_health_check_passes(tmp_path: Path) -> None:
+    """A sidecar started before its model server is not ready at once (the first check runs at
+    start, not one interval later), and is once the backend answers the check."""
+    config = {
+        "health_check_interval_s": 30,
+        "models": [{"name": "m", "backend": {"url": dead_url()}}],
+    }
+    with start_gateway(config, log_dir=tmp_path) as gw, httpx.Client(timeout=TIMEOUT) as http:
+        assert http.get(f"{gw.http_url}/v2/health/ready").status_code == 503
+        client = grpcclient.InferenceServerClient(gw.grpc_target)
+        try:
+            assert not client.is_server_ready(client_timeout=TIMEOUT)
+        finally:
+            client.close()
+    with running_recorder() as backend:
+        config = {
+            "health_check_interval_s": 30,
+            "models": [{"name": "m", "backend": {"url": backend.url}}],
+        }
+        with start_gateway(config, log_dir=tmp_path) as gw, httpx.Client(timeout=TIMEOUT) as http:
+            ready = f"{gw.http_url}/v2/health/ready"
+            wait_until(lambda: http.get(ready).status_code == 200, 3.0, "ready after one check")
+
+
+def test_a_reload_keeps_the_readiness_its_health_checks_found(tmp_path: Path) -> None:
+    """After SIGHUP the new routes start from the old checks' verdicts: a slow check of the
+    reloaded backend does not turn the gateway unready meanwhile."""
+    with running_recorder() as backend:
+        config = {
+            "health_check_interval_s": 30,
+            "models": [{"name": "m", "backend": {"url": backend.url}}],
+        }
+        with start_gateway(config, log_dir=tmp_path) as gw, httpx.Client(timeout=TIMEOUT) as http:
+            ready = f"{gw.http_url}/v2/health/ready"
+            wait_until(lambda: http.get(ready).status_code == 200, 3.0, "ready after one check")
+            backend.health_delay_s = 1.5
+            path = tmp_path / f"gateway-{gw.http_port}.yaml"
+            path.write_text(yaml.safe_dump({**config, "access_log": "off"}))
+            gw.signal(signal.SIGHUP)
+            deadline = time.monotonic() + 1.0
+            statuses = set()
+            while time.monotonic() < deadline:
+                statuses.add(http.get(ready).status_code)
+                time.sleep(0.02)
+            assert statuses == {200}
+            backend.health_delay_s = 0.0
 
 
 def test_server_readiness_follows_the_readiness_setting(tmp_path: Path) -> None:

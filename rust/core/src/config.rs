@@ -148,6 +148,15 @@ impl GatewayConfig {
             .map_err(|e| Error::bad_request(format!("invalid gateway configuration: {e}")))
     }
 
+    pub fn health_check_interval(&self) -> Duration {
+        Duration::from_millis(self.health_check_interval_ms)
+    }
+
+    /// Whether backends are probed (a zero interval turns the checks off).
+    pub fn health_checks(&self) -> bool {
+        self.health_check_interval_ms > 0
+    }
+
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
     }

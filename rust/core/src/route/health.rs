@@ -25,9 +25,9 @@ pub fn spawn(route: &Arc<Route>, interval: Duration, client: &http::Client) {
     let weak = Arc::downgrade(route);
     let client = client.clone();
     runtime.spawn(async move {
+        // The first tick is at once: a new route is not ready until its first check passed.
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
         loop {
             ticker.tick().await;
             if !check_once(&weak, &client, interval).await {

@@ -15,7 +15,7 @@ use crate::batch::Batchers;
 use crate::config::{BackendConfig, GatewayConfig, HttpProtocol, ModelConfig};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::Limits;
-use crate::upstream::replicas::Replicas;
+use crate::upstream::replicas::{Replicas, Verdict};
 use crate::upstream::{Host, LocalModel, grpc, http};
 
 /// The route name that matches every model no other route names.
@@ -97,6 +97,7 @@ impl Route {
                         .collect::<Result<Vec<_>>>()?,
                     model.eject_after_failures,
                     eject_for,
+                    !config.health_checks(),
                 ),
                 protocol: *protocol,
                 binary: *binary,
@@ -120,7 +121,12 @@ impl Route {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 Backend::Grpc {
-                    replicas: Replicas::new(clients, model.eject_after_failures, eject_for),
+                    replicas: Replicas::new(
+                        clients,
+                        model.eject_after_failures,
+                        eject_for,
+                        !config.health_checks(),
+                    ),
                     model: backend_model.clone(),
                 }
             }
@@ -176,7 +182,16 @@ impl Route {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Whether the backend can take requests (some replica is healthy and not ejected).
+    fn adopt(&self, verdicts: &HashMap<String, Verdict>) {
+        match &self.backend {
+            Backend::Http { replicas, .. } => replicas.adopt(verdicts),
+            Backend::Grpc { replicas, .. } => replicas.adopt(verdicts),
+            Backend::Local(_) => {}
+        }
+    }
+
+    /// Whether the backend can take requests (some replica has passed a health check, when
+    /// there are checks, and is healthy and not ejected).
     pub fn is_ready(&self) -> bool {
         match &self.backend {
             Backend::Http { replicas, .. } => replicas.is_ready(),
@@ -210,19 +225,23 @@ pub struct Routes {
 
 impl Routes {
     /// Builds the routes of `config`, with in-process models resolved by `host`, and starts
-    /// their active health checks (which stop when the snapshot is dropped).
-    pub fn build(config: &GatewayConfig, host: &dyn Host, client: &http::Client) -> Result<Self> {
+    /// their active health checks (which stop when the snapshot is dropped). Replicas whose URL
+    /// was in `earlier` (the snapshot a reload replaces) keep its health verdicts.
+    pub fn build(
+        config: &GatewayConfig,
+        host: &dyn Host,
+        client: &http::Client,
+        earlier: Option<&Routes>,
+    ) -> Result<Self> {
+        let verdicts = earlier.map(Routes::verdicts).unwrap_or_default();
         let mut routes = Self::default();
         for model in &config.models {
             let route = Arc::new(
                 Route::build(model, config, host)
                     .map_err(|e| e.context(format!("model '{}'", model.name)))?,
             );
-            health::spawn(
-                &route,
-                Duration::from_millis(config.health_check_interval_ms),
-                client,
-            );
+            route.adopt(&verdicts);
+            health::spawn(&route, config.health_check_interval(), client);
             if model.name == WILDCARD {
                 routes.wildcard = Some(route);
             } else {
@@ -231,6 +250,22 @@ impl Routes {
             }
         }
         Ok(routes)
+    }
+
+    /// What the health checks know of every remote replica, by URL.
+    fn verdicts(&self) -> HashMap<String, Verdict> {
+        let mut verdicts = HashMap::new();
+        for route in self.all() {
+            let replicas: Vec<(&str, Verdict)> = match &route.backend {
+                Backend::Http { replicas, .. } => replicas.verdicts().collect(),
+                Backend::Grpc { replicas, .. } => replicas.verdicts().collect(),
+                Backend::Local(_) => Vec::new(),
+            };
+            for (url, verdict) in replicas {
+                verdicts.insert(url.to_owned(), verdict);
+            }
+        }
+        verdicts
     }
 
     /// The route for `model`: its own, else the wildcard.

@@ -156,7 +156,7 @@ impl Gateway {
         let http = rest_client::client();
         let routes = {
             let _entered = runtime.enter();
-            Routes::build(config, host.as_ref(), &http)?
+            Routes::build(config, host.as_ref(), &http, None)?
         };
         let shared = Arc::new(Shared {
             routes: ArcSwap::from_pointee(routes),
@@ -217,7 +217,13 @@ impl Gateway {
         let settings = Settings::from_config(config)?;
         let routes = {
             let _entered = self.runtime.enter();
-            Routes::build(config, self.shared.host.as_ref(), &self.shared.http)?
+            let earlier = self.shared.routes.load();
+            Routes::build(
+                config,
+                self.shared.host.as_ref(),
+                &self.shared.http,
+                Some(&earlier),
+            )?
         };
         self.shared.routes.store(Arc::new(routes));
         self.shared.settings.store(Arc::new(settings));

@@ -1,6 +1,7 @@
 //! The replicas of one backend: least-outstanding-requests selection, passive ejection after
 //! consecutive failures, and the verdict of active health checks.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -15,8 +16,20 @@ pub struct Replica<C> {
     failures: AtomicU32,
     /// Milliseconds since `Replicas::epoch` until which the replica is ejected.
     ejected_until_ms: AtomicU64,
-    /// The last active health check's verdict (true until a check says otherwise).
+    /// The last active health check's verdict (true until a check says otherwise, so that
+    /// requests are tried before the first check answers).
     healthy: AtomicBool,
+    /// Whether an active check has given a verdict yet (always, when there are no checks):
+    /// until then the backend does not count as ready.
+    checked: AtomicBool,
+}
+
+/// What the active health checks know of a replica, carried over to a reloaded configuration's
+/// replica of the same URL so that a reload does not reset readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    healthy: bool,
+    checked: bool,
 }
 
 #[derive(Debug)]
@@ -37,10 +50,13 @@ pub struct Lease<'r, C> {
 }
 
 impl<C> Replicas<C> {
+    /// `checked`: whether the replicas start with a verdict, that is, no active checks will
+    /// give one.
     pub fn new(
         backends: impl IntoIterator<Item = (String, C)>,
         eject_after_failures: u32,
         eject_for: Duration,
+        checked: bool,
     ) -> Self {
         let list = backends
             .into_iter()
@@ -52,6 +68,7 @@ impl<C> Replicas<C> {
                     failures: AtomicU32::new(0),
                     ejected_until_ms: AtomicU64::new(0),
                     healthy: AtomicBool::new(true),
+                    checked: AtomicBool::new(checked),
                 })
             })
             .collect();
@@ -77,10 +94,36 @@ impl<C> Replicas<C> {
             && replica.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
     }
 
-    /// True when at least one replica may take requests.
+    /// True when at least one replica has passed a health check (if there are checks) and may
+    /// take requests.
     pub fn is_ready(&self) -> bool {
         let now = self.now_ms();
-        self.list.iter().any(|r| self.available(r, now))
+        self.list
+            .iter()
+            .any(|r| r.checked.load(Ordering::Relaxed) && self.available(r, now))
+    }
+
+    /// Each replica's URL and what the health checks know of it.
+    pub fn verdicts(&self) -> impl Iterator<Item = (&str, Verdict)> {
+        self.list.iter().map(|r| {
+            let verdict = Verdict {
+                healthy: r.healthy.load(Ordering::Relaxed),
+                checked: r.checked.load(Ordering::Relaxed),
+            };
+            (r.url.as_str(), verdict)
+        })
+    }
+
+    /// Takes over the verdicts of replicas with the same URL in an earlier configuration.
+    pub fn adopt(&self, earlier: &HashMap<String, Verdict>) {
+        for replica in &self.list {
+            if let Some(verdict) = earlier.get(&replica.url)
+                && verdict.checked
+            {
+                replica.healthy.store(verdict.healthy, Ordering::Relaxed);
+                replica.checked.store(true, Ordering::Relaxed);
+            }
+        }
     }
 
     /// The available replica with the fewest requests in flight; among equals, the one with
@@ -119,6 +162,7 @@ impl<C> Replicas<C> {
 
     pub fn set_healthy(&self, replica: &Replica<C>, healthy: bool) {
         replica.healthy.store(healthy, Ordering::Relaxed);
+        replica.checked.store(true, Ordering::Relaxed);
         if healthy {
             replica.failures.store(0, Ordering::Relaxed);
             replica.ejected_until_ms.store(0, Ordering::Relaxed);
@@ -160,7 +204,36 @@ mod tests {
             (0..n).map(|i| (format!("http://r{i}"), ())),
             2,
             Duration::from_secs(60),
+            true,
         )
+    }
+
+    #[test]
+    fn replicas_are_not_ready_before_a_check_answers_and_reloads_keep_the_verdict() {
+        let probed = Replicas::new(
+            [("http://a".to_owned(), ())],
+            2,
+            Duration::from_secs(60),
+            false,
+        );
+        assert!(!probed.is_ready(), "no verdict yet");
+        assert!(probed.pick().is_ok(), "requests are still tried");
+        probed.set_healthy(&probed.all()[0], true);
+        assert!(probed.is_ready());
+        let earlier: HashMap<String, Verdict> = probed
+            .verdicts()
+            .map(|(url, verdict)| (url.to_owned(), verdict))
+            .collect();
+        let reloaded = Replicas::new(
+            [("http://a".to_owned(), ()), ("http://b".to_owned(), ())],
+            2,
+            Duration::from_secs(60),
+            false,
+        );
+        reloaded.adopt(&earlier);
+        assert!(reloaded.is_ready(), "http://a keeps its verdict");
+        reloaded.set_healthy(&reloaded.all()[0], false);
+        assert!(!reloaded.is_ready(), "http://b has none yet");
     }
 
     #[test]
