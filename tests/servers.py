@@ -277,10 +277,12 @@ def start_mlserver(log_dir: Path, *, timeout: float = 60.0) -> Server:
     )
 
 
-def python_path() -> dict[str, str]:
-    """The gateway's environment addition that makes ``inproc_models`` importable."""
+def python_path(*extra: Path) -> dict[str, str]:
+    """The gateway's environment addition that makes ``inproc_models`` (and modules in the
+    ``extra`` directories) importable."""
     current = os.environ.get("PYTHONPATH", "")
-    return {"PYTHONPATH": os.pathsep.join(p for p in (str(BACKENDS), current) if p)}
+    paths = (*map(str, extra), str(BACKENDS), current)
+    return {"PYTHONPATH": os.pathsep.join(p for p in paths if p)}
 
 
 def start_gateway(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import struct
 import threading
@@ -23,7 +22,7 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from servers import Server, free_port, start_gateway, wait_until
+from servers import Server, free_port, python_path, start_gateway, wait_until
 from tritonclient.utils import InferenceServerException
 
 ROWS = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.5]]
@@ -86,12 +85,6 @@ def boom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def python_path(extra: Path) -> dict[str, str]:
-    """``PYTHONPATH`` with ``extra`` in front."""
-    current = os.environ.get("PYTHONPATH", "")
-    return {"PYTHONPATH": os.pathsep.join(p for p in (str(extra), current) if p)}
-
-
 @pytest.fixture(scope="module")
 def gateway(
     kserve_backend: Server, boom_dir: Path, tmp_path_factory: pytest.TempPathFactory
@@ -114,6 +107,7 @@ def gateway(
             },
             {"name": "demo", "backend": {"python": "tensorgate.demo:sum"}},
             {"name": "boom", "backend": {"python": "boom_model:predict"}},
+            {"name": "sleepy", "backend": {"python": "inproc_models:sleepy"}, "timeout_s": 0.5},
         ]
     }
     log_dir = tmp_path_factory.mktemp("gateway-errors")
@@ -434,6 +428,28 @@ def test_in_process_model_error_is_500_with_its_message(
     v1 = client.post("/v1/models/boom:predict", json={"instances": ROWS})
     assert v1.status_code == 500, v1.text
     assert error_of(v1) == "RuntimeError : kaboom: the model failed"
+    # The operator sees the traceback, as KServe logs it.
+
+    def logged() -> bool:
+        text = gateway.process.log()
+        return "model boom failed" in text and "RuntimeError: kaboom: the model failed" in text
+
+    wait_until(logged, 5.0, "the model's traceback in the gateway's log")
+    assert "Traceback (most recent call last)" in gateway.process.log()
+
+
+def test_in_process_model_past_its_timeout_is_504(client: httpx.Client, gateway: Server) -> None:
+    """``timeout_s`` bounds in-process models too: the client is answered at the deadline."""
+    started = time.monotonic()
+    r = client.post("/v2/models/sleepy/infer", json=v2_body([[2.0, 0.0, 0.0]]))
+    elapsed = time.monotonic() - started
+    assert r.status_code == 504, r.text
+    assert "did not answer within 500 ms" in error_of(r)
+    assert 0.45 <= elapsed < 1.5, elapsed
+    started = time.monotonic()
+    error = grpc_error(gateway.grpc_target, "sleepy", [[2.0, 0.0, 0.0]])
+    assert grpc_status(error) == "DEADLINE_EXCEEDED"
+    assert time.monotonic() - started < 1.5
     error = grpc_error(gateway.grpc_target, "boom", ROWS)
     assert grpc_status(error) == "INTERNAL"
     assert "kaboom: the model failed" in error.message()

@@ -217,7 +217,8 @@ class Server:
             call.fail(error.message, error.status_code)
         except models.InvalidInput as error:
             call.fail(str(error), 400)
-        except Exception as error:  # a model's failure is its caller's 500
+        except Exception as error:  # a model's failure is its caller's 500, and the log's
+            log.exception("model %s failed", name)
             call.fail(f"{type(error).__name__} : {error}", 500)
 
 

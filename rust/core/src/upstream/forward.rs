@@ -326,7 +326,9 @@ impl Call<'_> {
         let requested = request.outputs.clone();
         let mut response = match &self.route.backend {
             Backend::Local(local) => {
-                let response = self.timed(local.infer(request)).await?;
+                // The client gets its 504 at the deadline; a Python call already running cannot
+                // be interrupted and finishes on its worker, its answer dropped.
+                let response = self.timed(self.bounded(local.infer(request))).await?;
                 select_outputs(response, &requested, self.model)?
             }
             Backend::Http {
