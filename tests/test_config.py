@@ -53,9 +53,10 @@ def load(
     text: str | None = None,
     env: dict[str, str] | None = None,
     flags: dict[str, object] | None = None,
+    demo: bool = False,
 ) -> GatewayConfig:
     path = None if text is None else write(text)
-    return load_config(path, env=env or {}, flags=flags)
+    return load_config(path, env=env or {}, flags=flags, demo=demo)
 
 
 def load_error(
@@ -1121,3 +1122,16 @@ def test_flag_validation_error(flags: dict[str, object], prefix: str) -> None:
 
 def test_flags_do_not_get_the_service_link_hint() -> None:
     assert "Kubernetes" not in load_error(None, {}, {"http_port": "tcp://h:1"})
+
+
+def test_demo_models_take_the_global_limits_and_timeout() -> None:
+    """Demo models (no ``models`` key anywhere) are routes like any other: the global limits
+    and default timeout apply to them; an explicit empty list serves nothing."""
+    env = {"TENSORGATE_MAX_BODY_BYTES": "1000", "TENSORGATE_TIMEOUT_S": "2.5"}
+    cfg = load_config(None, env=env, demo=True)
+    assert [m.name for m in cfg.models] == ["sum", "echo", "classifier"]
+    assert {(m.limits.max_body_bytes, m.timeout_s) for m in cfg.models} == {(1000, 2.5)}
+    assert load_config(None, env=env).models == ()
+    assert load("models: []\n", demo=True).models == ()
+    sidecar = load_config(None, env={"TENSORGATE_BACKEND": "http://127.0.0.1:9000"}, demo=True)
+    assert [m.name for m in sidecar.models] == ["*"]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import os
 import sys
 from collections.abc import Sequence
 
 from tensorgate import ProtocolError, __version__
-from tensorgate.config import BackendConfig, ConfigError, GatewayConfig, ModelConfig, load_config
-from tensorgate.demo import DEMO_MODELS
+from tensorgate.config import ConfigError, GatewayConfig, load_config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,22 +47,11 @@ def _flags(args: argparse.Namespace) -> dict[str, object]:
     return flags
 
 
-def with_demo_models(config: GatewayConfig) -> GatewayConfig:
-    """The built-in demo models, when the configuration names no model at all."""
-    if config.models:
-        return config
-    demo = tuple(
-        ModelConfig(name=name, backend=BackendConfig(kind="python", target=target))
-        for name, target in DEMO_MODELS.items()
-    )
-    return dataclasses.replace(config, models=demo)
-
-
 def _serve(args: argparse.Namespace) -> int:
     from tensorgate.serve import serve
 
     def load() -> GatewayConfig:
-        return with_demo_models(load_config(args.config, flags=_flags(args)))
+        return load_config(args.config, flags=_flags(args), demo=True)
 
     return serve(load(), reload=load)
 
@@ -72,8 +60,11 @@ def _check(path: str) -> int:
     from tensorgate.serve import load_models
 
     config = load_config(path, env={})
+    note = ""
+    if not config.models and (demo := load_config(path, env={}, demo=True)).models:
+        config, note = demo, " (none configured: the built-in demo models)"
     load_models(config)  # an in-process model that would fail `serve` fails here too
-    print(f"{path}: ok, {len(config.models)} models")
+    print(f"{path}: ok, {len(config.models)} models{note}")
     for route in config.models:
         target = route.backend.target or " ".join(route.backend.urls)
         batching = "" if route.batching is None else f" ({route.batching.describe()})"
@@ -84,6 +75,10 @@ def _check(path: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    # In-process models (`python: "module:attr"`) import from the working directory, as with
+    # uvicorn and `python -m`; the console script alone would start from its own bin directory.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         if args.command == "serve":
             return _serve(args)

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import yaml
 
+from tensorgate.demo import DEMO_MODELS
 from tensorgate.models import TensorSpec
 
 __all__ = [
@@ -776,7 +777,8 @@ class _Builder:
     values: dict[str, Any] = field(default_factory=dict)
     origins: dict[str, _Ctx] = field(default_factory=dict)
     limits: dict[str, int] = field(default_factory=dict)
-    models: list[dict[str, Any]] = field(default_factory=list)
+    models: list[dict[str, Any]] | None = None
+    """Model drafts from the file; ``None`` when it has no ``models`` key at all."""
     default_timeout_s: float | None = None
     source: str = ""
     backend: tuple[object, _Ctx] | None = None
@@ -931,15 +933,20 @@ def _check_ports(builder: _Builder, values: Mapping[str, Any]) -> None:
         raise builder.origins[key].error(f"must differ from {other} ({values[other]})")
 
 
-def _build(builder: _Builder) -> GatewayConfig:
+def _build(builder: _Builder, demo: bool) -> GatewayConfig:
     defaults = GatewayConfig()
     values = {key: getattr(defaults, key) for key in _TOP_FIELDS} | builder.values
     _check_ports(builder, values)
     limits = replace(defaults.limits, **builder.limits)
     timeout_s = builder.default_timeout_s or _DEFAULT_TIMEOUT_S
-    drafts = builder.models
+    drafts = builder.models or []
     if (sidecar := _sidecar_backend(builder)) is not None:
         drafts = _with_sidecar(drafts, sidecar)
+    elif builder.models is None and demo:
+        drafts = [
+            {"name": name, "backend": BackendConfig(kind="python", target=target)}
+            for name, target in DEMO_MODELS.items()
+        ]
     models = tuple(
         ModelConfig(
             **{"timeout_s": timeout_s, **d, "limits": replace(limits, **d.get("limits", {}))}
@@ -954,6 +961,7 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     flags: Mapping[str, object] | None = None,
+    demo: bool = False,
 ) -> GatewayConfig:
     """Load, merge and validate the gateway configuration.
 
@@ -969,7 +977,9 @@ def load_config(
 
     Flags beat environment, which beats the file, which beats the defaults. A model's own
     ``limits`` and ``timeout_s`` beat the global ones (``TENSORGATE_MAX_BODY_BYTES``,
-    ``TENSORGATE_TIMEOUT_S``). With no models configured anywhere, ``models`` is empty.
+    ``TENSORGATE_TIMEOUT_S``). With no ``models`` key and no backend anywhere, ``models`` is
+    empty, or with ``demo`` the built-in demo models (:data:`tensorgate.demo.DEMO_MODELS`, with
+    the global limits and timeout like any route); an explicit ``models: []`` stays empty.
     """
     environ: Mapping[str, str] = os.environ if env is None else env
     if path is None and environ.get("TENSORGATE_CONFIG", "").strip():
@@ -980,4 +990,4 @@ def load_config(
         _apply_file(builder, path)
     _apply_env(builder, environ)
     _apply_flags(builder, flags or {})
-    return _build(builder)
+    return _build(builder, demo)
