@@ -349,6 +349,22 @@ def test_oversize_body_is_413(client: httpx.Client) -> None:
     assert client.post("/v2/models/small/infer", json=v2_body(ROWS)).status_code == 200
 
 
+def test_oversize_grpc_message_is_resource_exhausted(gateway: Server) -> None:
+    """The route's ``max_body_bytes`` holds for a gRPC request too (1 KiB here)."""
+    error = grpc_error(gateway.grpc_target, "small", [[1.0] * 400])
+    assert grpc_status(error) == "RESOURCE_EXHAUSTED"
+    assert "max_body_bytes (1024 bytes)" in error.message()
+    client = grpcclient.InferenceServerClient(gateway.grpc_target)
+    try:
+        x = np.array(ROWS, np.float32)
+        tensor = grpcclient.InferInput("x", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x)
+        result = client.infer("small", [tensor], client_timeout=TIMEOUT)
+        assert result.as_numpy("sum").tolist() == ROW_SUMS
+    finally:
+        client.close()
+
+
 def test_unread_body_still_arriving_closes_the_connection(gateway: Server) -> None:
     """A refused body the client is still sending cannot be skipped: the 413 says
     `Connection: close` and the gateway closes, instead of a reset on the next request."""

@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 use prost::Message;
 use tonic::{Status, async_trait};
 
+use super::rest::too_large;
 use super::{AccessLine, REQUEST_ID, Shared, request_id};
 use crate::error::Error;
 use crate::metrics::{Observation, Protocol};
@@ -101,15 +102,21 @@ impl Front {
         (self.shared.forwarded(&headers, &id), id)
     }
 
+    /// `size`: the request message's encoded length, held to the route's `max_body_bytes` as a
+    /// REST body is (gRPC's own `grpc_max_message_bytes` is one limit for every model).
     async fn infer(
         &self,
         headers: HeaderMap,
         message: ModelInferRequest,
+        size: usize,
         upstream: &mut Option<Duration>,
     ) -> Result<ModelInferResponse, Status> {
         let model = message.model_name.clone();
         let routes = self.shared.routes.load();
         let route = find(&routes, &model)?;
+        if size > route.limits.max_body_bytes {
+            return Err(status(&too_large(route.limits.max_body_bytes)));
+        }
         let _admission = route.admit().map_err(|e| status(&e))?;
         let model_version = message.model_version.clone();
         let call = self
@@ -197,7 +204,7 @@ impl GrpcInferenceService for Front {
         let model = message.model_name.clone();
         let bytes_in = message.encoded_len();
         let mut upstream = None;
-        let result = self.infer(headers, message, &mut upstream).await;
+        let result = self.infer(headers, message, bytes_in, &mut upstream).await;
         let code = match &result {
             Ok(_) => tonic::Code::Ok,
             Err(status) => status.code(),

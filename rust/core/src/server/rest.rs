@@ -331,7 +331,7 @@ async fn read_body(
     }
 }
 
-fn too_large(max: usize) -> Error {
+pub(super) fn too_large(max: usize) -> Error {
     Error::too_large(format!(
         "request body is larger than max_body_bytes ({max} bytes)"
     ))
