@@ -477,6 +477,8 @@ def test_sidecar_env_adds_wildcard_route() -> None:
 def test_sidecar_env_protocol_and_grpc() -> None:
     v1 = load(None, {"TENSORGATE_BACKEND": "http://h:1", "TENSORGATE_BACKEND_PROTOCOL": "v1"})
     assert v1.models[0].backend.protocol == "v1"
+    both = load(None, {"TENSORGATE_BACKEND": "http://h:1", "TENSORGATE_BACKEND_PROTOCOL": "both"})
+    assert both.models[0].backend.to_core()["protocol"] == "both"
     grpc = load(None, {"TENSORGATE_BACKEND": "grpc://h:1", "TENSORGATE_BACKEND_PROTOCOL": "v2"})
     assert grpc.models[0].backend.to_core() == {
         "kind": "grpc",
@@ -641,7 +643,9 @@ def test_example_sidecar() -> None:
     cfg = load_config(EXAMPLES / "sidecar.yaml", env={})
     (route,) = cfg.models
     assert route.name == "*"
-    assert route.backend == BackendConfig(kind="http", urls=("http://127.0.0.1:8085",))
+    assert route.backend == BackendConfig(
+        kind="http", urls=("http://127.0.0.1:8085",), protocol="both"
+    )
 
 
 def test_example_gateway() -> None:
@@ -867,11 +871,20 @@ FILE_ERRORS: list[tuple[str, str, str]] = [
         "config.yaml: models[0].backend.urls[1]: ",
         "must start with",
     ),
-    (model("a", URL + "protocol: v3\n"), "config.yaml: models[0].backend.protocol: ", "v1, v2"),
+    (
+        model("a", URL + "protocol: v3\n"),
+        "config.yaml: models[0].backend.protocol: ",
+        "v1, v2, both",
+    ),
     (
         model("a", "url: grpc://h:1\nprotocol: v1\n"),
         "config.yaml: models[0].backend.protocol: ",
         "v1 is not available over grpc://",
+    ),
+    (
+        model("a", "url: grpc://h:1\nprotocol: both\n"),
+        "config.yaml: models[0].backend.protocol: ",
+        "both is not available over grpc:// (gRPC is V2)",
     ),
     (
         model("a", "url: grpc://h:1\nbinary: true\n"),
@@ -1070,7 +1083,7 @@ ENV_ERRORS: list[tuple[dict[str, str], str]] = [
     ({"TENSORGATE_BACKEND_PROTOCOL": "v1"}, "TENSORGATE_BACKEND_PROTOCOL: requires a backend URL"),
     (
         {"TENSORGATE_BACKEND": "http://h:1", "TENSORGATE_BACKEND_PROTOCOL": "v3"},
-        "TENSORGATE_BACKEND_PROTOCOL: must be one of v1, v2, got 'v3'",
+        "TENSORGATE_BACKEND_PROTOCOL: must be one of v1, v2, both, got 'v3'",
     ),
     (
         {"TENSORGATE_BACKEND": "grpc://h:1", "TENSORGATE_BACKEND_PROTOCOL": "v1"},

@@ -305,6 +305,45 @@ def test_concurrent_requests_spread_over_both_replicas(
     assert on_b >= count // 4, (on_a, on_b)
 
 
+def test_a_sidecar_for_both_protocols_passes_each_client_through(
+    kserve_backend: Server, tmp_path: Path
+) -> None:
+    """``--protocol both`` in front of KServe's ModelServer: a V1 client reaches a V1-only model
+    as V1 (a ``v2`` route translates it, and that model refuses V2), a V2 client stays V2, and
+    gRPC goes as V2."""
+    args = ["--backend", kserve_backend.http_url, "--protocol", "both"]
+    with (
+        start_gateway(None, args=args, log_dir=tmp_path) as gw,
+        httpx.Client(timeout=TIMEOUT) as http,
+    ):
+        v1 = http.post(f"{gw.http_url}/v1/models/stats:predict", json={"instances": ["sum"]})
+        assert v1.status_code == 200, v1.text
+        assert isinstance(v1.json()["predictions"][0], list)
+        v2 = http.post(f"{gw.http_url}/v2/models/sum/infer", json=v2_body(ROWS))
+        assert v2.status_code == 200, v2.text
+        assert v2.json()["outputs"][0]["data"] == ROW_SUMS
+        v1_sum = http.post(f"{gw.http_url}/v1/models/sum:predict", json={"instances": ROWS})
+        assert v1_sum.status_code == 200, v1_sum.text
+        assert v1_sum.json() == {"predictions": ROW_SUMS}
+        client = grpcclient.InferenceServerClient(gw.grpc_target)
+        try:
+            result = client.infer("sum", [grpc_input(np.array(ROWS, np.float32))])
+            assert result.as_numpy("sum").tolist() == ROW_SUMS
+            assert client.is_model_ready("sum")
+        finally:
+            client.close()
+        ready = f"{gw.http_url}/v2/health/ready"
+        wait_until(lambda: http.get(ready).status_code == 200, 3.0, "ready (V2 health check)")
+    # The same V1 call on a `v2` route is translated, and this model refuses it.
+    args[-1] = "v2"
+    with start_gateway(None, args=args, log_dir=tmp_path) as gw:
+        v1 = httpx.post(
+            f"{gw.http_url}/v1/models/stats:predict", json={"instances": ["sum"]}, timeout=TIMEOUT
+        )
+        assert v1.status_code == 400, v1.text
+        assert "V1 only" in error_of(v1)
+
+
 def test_retry_goes_to_the_live_replica_when_one_is_down(
     kserve_backend: Server, tmp_path: Path
 ) -> None:

@@ -26,7 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int, help="REST port (default 8080)")
     serve.add_argument("--grpc-port", type=int, help="gRPC port (default 8081)")
     serve.add_argument("--backend", help="sidecar mode: forward every model to this URL")
-    serve.add_argument("--protocol", choices=["v1", "v2"], help="protocol of --backend")
+    serve.add_argument(
+        "--protocol",
+        choices=["v1", "v2", "both"],
+        help="protocol of --backend (both: KServe's ModelServer; every client's passes through)",
+    )
     serve.add_argument("--access-log", choices=["text", "json", "off"])
     serve.add_argument("--drain-timeout-s", type=float)
     serve.add_argument("--python-workers", type=int)

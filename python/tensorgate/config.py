@@ -66,12 +66,12 @@ DATATYPES: tuple[str, ...] = (
 
 AccessLog = Literal["text", "json", "off"]
 Readiness = Literal["all", "any", "live"]
-Protocol = Literal["v1", "v2"]
+Protocol = Literal["v1", "v2", "both"]
 BackendKind = Literal["http", "grpc", "python"]
 
 _ACCESS_LOGS: tuple[AccessLog, ...] = ("text", "json", "off")
 _READINESS: tuple[Readiness, ...] = ("all", "any", "live")
-_PROTOCOLS: tuple[Protocol, ...] = ("v1", "v2")
+_PROTOCOLS: tuple[Protocol, ...] = ("v1", "v2", "both")
 # Headers the gateway sets itself (hop-by-hop or body framing): never copied from the client.
 _RESERVED_HEADERS = frozenset(
     [
@@ -140,7 +140,9 @@ class LimitsConfig:
 class BackendConfig:
     """Where a route's requests go.
 
-    ``kind="http"``: ``urls`` (``http://host:port`` replicas), ``protocol``, ``binary``, ``model``.
+    ``kind="http"``: ``urls`` (``http://host:port`` replicas), ``protocol`` (``v1``, ``v2``, or
+    ``both`` for a server that speaks both, as KServe's ModelServer does: each client's request
+    goes through in its own protocol), ``binary``, ``model``.
     ``kind="grpc"``: ``urls`` (``grpc://host:port`` replicas), ``model``; always V2.
     ``kind="python"``: ``target``, an in-process model as ``"module:attr"``.
     """
@@ -595,14 +597,14 @@ def _parse_url_list(value: object, ctx: _Ctx) -> list[tuple[str, str]]:
 
 def _url_backend(scheme: str, urls: list[str], protocol: str, protocol_ctx: _Ctx) -> BackendConfig:
     if scheme == "grpc":
-        if protocol == "v1":
-            raise protocol_ctx.error("v1 is not available over grpc:// (gRPC backends are V2)")
+        if protocol != "v2":
+            raise protocol_ctx.error(f"{protocol} is not available over grpc:// (gRPC is V2)")
         return BackendConfig(kind="grpc", urls=tuple(urls))
     return BackendConfig(kind="http", urls=tuple(urls), protocol=_protocol(protocol))
 
 
 def _protocol(text: str) -> Protocol:
-    return "v1" if text == "v1" else "v2"
+    return "v1" if text == "v1" else "both" if text == "both" else "v2"
 
 
 def _parse_python_target(value: object, ctx: _Ctx) -> str:
@@ -639,7 +641,7 @@ def _parse_backend(value: object, ctx: _Ctx) -> BackendConfig:
     binary = _as_bool(data["binary"], ctx.at("binary")) if "binary" in data else None
     scheme = parsed[0][0]
     if binary is not None and (scheme == "grpc" or protocol == "v1"):
-        raise ctx.at("binary").error("only applies to http:// backends with protocol v2")
+        raise ctx.at("binary").error("only applies to http:// backends with protocol v2 or both")
     backend = _url_backend(scheme, [u for _, u in parsed], protocol, ctx.at("protocol"))
     model = _as_name(data["model"], ctx.at("model")) if "model" in data else None
     return replace(backend, binary=binary, model=model)

@@ -135,11 +135,38 @@ pub enum BackendConfig {
     },
 }
 
+/// What a REST backend speaks (`protocol: v1 | v2 | both`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HttpProtocol {
     V1,
     V2,
+    /// Both, as KServe's ModelServer does: each client's request goes through in its own
+    /// protocol, and what the gateway sends itself is V2.
+    Both,
+}
+
+/// One of the REST protocols, as a request is sent in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestProtocol {
+    V1,
+    V2,
+}
+
+impl HttpProtocol {
+    /// The protocol of the requests the gateway makes itself (decoded or batched requests,
+    /// health checks, readiness, listings, metadata): V2 unless the backend speaks only V1.
+    pub fn own(self) -> RestProtocol {
+        match self {
+            Self::V1 => RestProtocol::V1,
+            Self::V2 | Self::Both => RestProtocol::V2,
+        }
+    }
+
+    /// Whether a client's request in `protocol` can go to the backend as it is.
+    pub fn takes(self, protocol: RestProtocol) -> bool {
+        self == Self::Both || self.own() == protocol
+    }
 }
 
 impl GatewayConfig {

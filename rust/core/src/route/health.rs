@@ -8,7 +8,7 @@ use std::time::Duration;
 use ::http::{HeaderMap, Method};
 
 use super::{Backend, Route};
-use crate::config::HttpProtocol;
+use crate::config::{HttpProtocol, RestProtocol};
 use crate::proto::ServerReadyRequest;
 use crate::upstream::http;
 
@@ -75,9 +75,9 @@ async fn probe_http(
     protocol: HttpProtocol,
     timeout: Duration,
 ) -> bool {
-    let path = match protocol {
-        HttpProtocol::V2 => "/v2/health/ready",
-        HttpProtocol::V1 => "/",
+    let path = match protocol.own() {
+        RestProtocol::V2 => "/v2/health/ready",
+        RestProtocol::V1 => "/",
     };
     let probe = http::send(
         client,

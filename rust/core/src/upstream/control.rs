@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::forward::{Call, v2_path};
 use super::{grpc, http as rest};
-use crate::config::HttpProtocol;
+use crate::config::RestProtocol;
 use crate::error::{Error, ErrorKind, Result};
 use crate::proto::model_metadata_response::TensorMetadata;
 use crate::proto::{
@@ -46,9 +46,9 @@ impl Call<'_> {
         match &self.route.backend {
             Backend::Local(_) => Ok(true),
             Backend::Http { protocol, .. } => {
-                let path = match protocol {
-                    HttpProtocol::V2 => v2_path(model, self.version, "/ready"),
-                    HttpProtocol::V1 => format!("/v1/models/{model}"),
+                let path = match protocol.own() {
+                    RestProtocol::V2 => v2_path(model, self.version, "/ready"),
+                    RestProtocol::V1 => format!("/v1/models/{model}"),
                 };
                 let reply = self.get(&path).await?;
                 match reply.status.as_u16() {
@@ -197,9 +197,9 @@ impl Call<'_> {
         let Backend::Http { protocol, .. } = &self.route.backend else {
             return Vec::new();
         };
-        let path = match protocol {
-            HttpProtocol::V1 => "/v1/models",
-            HttpProtocol::V2 => "/v2/models",
+        let path = match protocol.own() {
+            RestProtocol::V1 => "/v1/models",
+            RestProtocol::V2 => "/v2/models",
         };
         let body = match self.route.cached_metadata(path) {
             Some(body) => body,

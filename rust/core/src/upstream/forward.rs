@@ -16,7 +16,7 @@ use super::BoxFuture;
 use super::{grpc, http as rest};
 use crate::batch;
 use crate::codec::{grpc as grpc_codec, v1, v2};
-use crate::config::HttpProtocol;
+use crate::config::RestProtocol;
 use crate::error::{Error, ErrorKind, Result};
 use crate::proto;
 use crate::route::{Backend, Route};
@@ -186,11 +186,8 @@ impl Call<'_> {
     async fn conform_v1(&self, tensors: Vec<Tensor>, outputs: bool) -> Result<Vec<Tensor>> {
         // A V1 backend has no V2 metadata of its own to ask for: only the route's counts.
         let v1_backend = matches!(
-            self.route.backend,
-            Backend::Http {
-                protocol: HttpProtocol::V1,
-                ..
-            }
+            &self.route.backend,
+            Backend::Http { protocol, .. } if protocol.own() == RestProtocol::V1
         );
         if v1_backend && self.route.metadata.is_none() {
             return Ok(tensors);
@@ -237,11 +234,13 @@ impl Call<'_> {
             return None;
         };
         let model = self.backend_model();
-        match (front, protocol) {
-            (RestFront::V1Predict, HttpProtocol::V1) => Some(format!("/v1/models/{model}:predict")),
-            (RestFront::V1Explain, HttpProtocol::V1) => Some(format!("/v1/models/{model}:explain")),
-            (RestFront::V2Infer, HttpProtocol::V2)
-                if binary.is_none_or(|binary| binary == header_length.is_some()) =>
+        let v1 = protocol.takes(RestProtocol::V1);
+        match front {
+            RestFront::V1Predict if v1 => Some(format!("/v1/models/{model}:predict")),
+            RestFront::V1Explain if v1 => Some(format!("/v1/models/{model}:explain")),
+            RestFront::V2Infer
+                if protocol.takes(RestProtocol::V2)
+                    && binary.is_none_or(|binary| binary == header_length.is_some()) =>
             {
                 Some(v2_path(model, self.version, "/infer"))
             }
@@ -331,10 +330,7 @@ impl Call<'_> {
                 let response = self.timed(self.bounded(local.infer(request))).await?;
                 select_outputs(response, &requested, self.model)?
             }
-            Backend::Http {
-                protocol: HttpProtocol::V1,
-                ..
-            } => {
+            Backend::Http { protocol, .. } if protocol.own() == RestProtocol::V1 => {
                 let body = v1::encode_request(&request)?;
                 let path = format!("/v1/models/{model}:predict");
                 let reply = self.http_json(&path, Bytes::from(body).into()).await?;
@@ -344,11 +340,7 @@ impl Call<'_> {
                 // V1 has no requested outputs: the backend sends all of them.
                 select_outputs(response, &requested, self.model)?
             }
-            Backend::Http {
-                protocol: HttpProtocol::V2,
-                binary,
-                ..
-            } => {
+            Backend::Http { binary, .. } => {
                 let encoded = v2::encode_request(&request, binary.unwrap_or(false))?;
                 let mut headers = self.headers.clone();
                 let content_type = match encoded.header_length() {
