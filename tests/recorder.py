@@ -1,7 +1,8 @@
-"""A recording V2 REST backend for tests that check what reaches a backend: every ``/infer``
-answers output ``sum`` = [1.0] (V1 ``:predict`` answers ``{"predictions": [1.0]}``; a request
-with the parameter ``busy`` a 503 with ``Retry-After: 7``), repository calls answer like KServe,
-and every POST's path and headers are kept."""
+"""A recording V2 REST backend for tests that check what reaches a backend: every answer
+carries ``X-Recorded: 1``, every ``/infer`` answers output ``sum`` = [1.0] (V1 ``:predict``
+answers ``{"predictions": [1.0]}``; a request with the parameter ``busy`` a 503 with
+``Retry-After: 7``), repository calls answer like KServe, and every POST's path and headers are
+kept."""
 
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ class RecorderHandler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.send_header("content-type", "application/json")
+        self.send_header("x-recorded", "1")  # a header of the backend's own
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

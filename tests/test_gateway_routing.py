@@ -886,6 +886,22 @@ def test_tracing_auth_and_configured_headers_reach_the_backend(
         assert name not in seen, (name, seen)
 
 
+def test_a_passthrough_answer_keeps_the_backend_headers(gateway: Server) -> None:
+    """The backend's own headers reach the client, as through any reverse proxy; hop-by-hop
+    ones, framing, ``Server`` and ``Date`` are the gateway's. A busy 503 keeps ``Retry-After``."""
+    url = f"{gateway.http_url}/v2/models/echo-rest/infer"
+    with httpx.Client(timeout=TIMEOUT) as http:
+        answer = http.post(url, json=v2_body(ROWS), headers={"x-request-id": "kept-1"})
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-recorded"] == "1"
+        assert "BaseHTTP" not in answer.headers.get("server", "")
+        assert answer.headers["x-request-id"] == "kept-1"
+        assert answer.headers["content-length"] == str(len(answer.content))
+        busy = http.post(url, json=v2_body(ROWS, parameters={"busy": True}))
+        assert busy.status_code == 503, busy.text
+        assert (busy.headers["retry-after"], busy.headers["x-recorded"]) == ("7", "1")
+
+
 # -- gRPC message size --------------------------------------------------------------------------
 
 

@@ -405,6 +405,7 @@ fn mismatch_response(mismatch: Mismatch) -> Response<Chunks> {
 fn reply_response(reply: RestReply) -> Response<Chunks> {
     let mut response = Response::new(reply.body);
     *response.status_mut() = reply.status;
+    *response.headers_mut() = reply.headers;
     if let Some(content_type) = reply.content_type {
         response.headers_mut().insert(CONTENT_TYPE, content_type);
     }
@@ -412,9 +413,6 @@ fn reply_response(reply: RestReply) -> Response<Chunks> {
         response
             .headers_mut()
             .insert(HEADER_LENGTH, HeaderValue::from(length));
-    }
-    if let Some(retry_after) = reply.retry_after {
-        response.headers_mut().insert(RETRY_AFTER, retry_after);
     }
     response
 }

@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::header::{
+    CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, DATE, HeaderName, HeaderValue,
+    PROXY_AUTHENTICATE, SERVER, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 use http::{HeaderMap, Method, StatusCode};
 
 use super::BoxFuture;
@@ -53,8 +56,9 @@ pub struct RestReply {
     pub status: StatusCode,
     pub content_type: Option<HeaderValue>,
     pub header_length: Option<usize>,
-    /// A backend's `Retry-After` (on a 503 or 429), passed on to the client.
-    pub retry_after: Option<HeaderValue>,
+    /// The backend's own headers passed on to the client with a passthrough answer (see
+    /// [`passed_on`]); none with an answer the gateway encoded.
+    pub headers: HeaderMap,
     pub body: rest::Chunks,
 }
 
@@ -64,7 +68,7 @@ impl RestReply {
             status: StatusCode::OK,
             content_type: Some(HeaderValue::from_static(JSON)),
             header_length: None,
-            retry_after: None,
+            headers: HeaderMap::new(),
             body: body.into(),
         }
     }
@@ -80,33 +84,71 @@ impl RestReply {
             status: StatusCode::OK,
             content_type: Some(HeaderValue::from_static(content_type)),
             header_length,
-            retry_after: None,
+            headers: HeaderMap::new(),
             body: encoded.into(),
         }
     }
 
     /// A backend's REST answer, status and body unchanged; only an error body that is not
     /// `{"error": ...}` (FastAPI's `{"detail": ...}`, plain text) is rewrapped, message kept.
-    fn passthrough(reply: rest::Reply) -> Self {
-        let retry_after = reply.headers.get(RETRY_AFTER).cloned();
+    fn passthrough(mut reply: rest::Reply) -> Self {
         if !reply.is_success() && !reply.is_error_envelope() {
+            let body = reply.to_error().to_json_body().into();
+            let mut headers = passed_on(std::mem::take(&mut reply.headers));
+            headers.remove(CONTENT_ENCODING); // the body is the gateway's own now
             return Self {
                 status: reply.status,
                 content_type: Some(HeaderValue::from_static(JSON)),
                 header_length: None,
-                retry_after,
-                body: reply.to_error().to_json_body().into(),
+                headers,
+                body,
             };
         }
         let header_length = reply.header(HEADER_LENGTH).and_then(|v| v.parse().ok());
+        let content_type = reply.headers.get(CONTENT_TYPE).cloned();
         Self {
             status: reply.status,
-            content_type: reply.headers.get(CONTENT_TYPE).cloned(),
+            content_type,
             header_length,
-            retry_after,
+            headers: passed_on(reply.headers),
             body: reply.body,
         }
     }
+}
+
+/// A backend's response headers that go on to the client, as a reverse proxy passes them (nginx
+/// does the same): all but the hop-by-hop ones (RFC 9110 §7.6.1, and any that `Connection`
+/// names), the framing the gateway sets itself (`Content-Length`, and the content type and
+/// binary header length it carries separately), and `Server`/`Date`, which are the gateway's.
+fn passed_on(mut headers: HeaderMap) -> HeaderMap {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        CONNECTION,
+        PROXY_AUTHENTICATE,
+        TE,
+        TRAILER,
+        TRANSFER_ENCODING,
+        UPGRADE,
+        CONTENT_LENGTH,
+        CONTENT_TYPE,
+        SERVER,
+        DATE,
+    ] {
+        headers.remove(name);
+    }
+    for name in ["keep-alive", "proxy-connection", HEADER_LENGTH] {
+        headers.remove(name);
+    }
+    headers
 }
 
 impl Call<'_> {
