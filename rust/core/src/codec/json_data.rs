@@ -119,6 +119,19 @@ fn finish(out: Vec<u8>, seen: usize, count: usize, pos: usize) -> Result<(Vec<u8
     }
 }
 
+/// An element that is not of the tensor's type. A JSON value of another type (a string where a
+/// number belongs, say) is a type error, not malformed text, and is named as such.
+fn unexpected_element(text: &[u8], expected: &str) -> Error {
+    let found = match text.first() {
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        Some(b'{') => "an object",
+        _ => return unexpected(text, 0, expected),
+    };
+    Error::bad_request(format!("expected {expected} in data, found {found}"))
+}
+
 fn unexpected(text: &[u8], pos: usize, expected: &str) -> Error {
     match text.get(pos) {
         Some(&b) if b.is_ascii_graphic() => Error::bad_request(format!(
@@ -227,7 +240,7 @@ impl<T: FloatWidth> Float<T> {
                 .map_err(|_| {
                     Error::bad_request(format!("value {} is not a valid {}", token(text), T::NAME))
                 })?,
-            _ => return Err(unexpected(text, 0, &format!("a number for {}", T::NAME))),
+            _ => return Err(unexpected_element(text, &format!("a number for {}", T::NAME))),
         })
     }
 }
@@ -243,7 +256,7 @@ fn integer(text: &[u8], name: &str) -> Result<(i128, usize)> {
         .count();
     let end = digits_start + digits;
     if digits == 0 && !matches!(text.first(), Some(b'-' | b'N' | b'I')) {
-        return Err(unexpected(text, 0, &format!("an integer for {name}")));
+        return Err(unexpected_element(text, &format!("an integer for {name}")));
     }
     let fraction = matches!(text.get(end), Some(b'.' | b'e' | b'E'));
     // 39 digits always fit in an i128 (and anything longer is out of every range anyway).
@@ -410,8 +423,10 @@ mod tests {
             ),
             (
                 "[\"1.5\"",
-                "invalid JSON: expected a number for FP32 in data, found '\"'",
+                "expected a number for FP32 in data, found a string",
             ),
+            ("[null", "expected a number for FP32 in data, found null"),
+            ("[{}", "expected a number for FP32 in data, found an object"),
         ] {
             let text = format!("{data}{padding}");
             assert_eq!(fp32(&text, 5).unwrap_err(), message, "{text}");
