@@ -240,7 +240,12 @@ impl<T: FloatWidth> Float<T> {
                 .map_err(|_| {
                     Error::bad_request(format!("value {} is not a valid {}", token(text), T::NAME))
                 })?,
-            _ => return Err(unexpected_element(text, &format!("a number for {}", T::NAME))),
+            _ => {
+                return Err(unexpected_element(
+                    text,
+                    &format!("a number for {}", T::NAME),
+                ));
+            }
         })
     }
 }
