@@ -100,6 +100,7 @@ def gateway(
             {"name": "shed", "backend": {"url": url, "model": "slow"}, "max_concurrency": 1},
             {"name": "down", "backend": {"url": f"http://127.0.0.1:{free_port()}"}},
             {"name": "down-v1", "backend": {"url": f"http://127.0.0.1:{free_port()}"}},
+            {"name": "down-grpc", "backend": {"url": f"grpc://127.0.0.1:{free_port()}"}},
             {
                 "name": "small",
                 "backend": {"url": url, "model": "sum"},
@@ -292,13 +293,16 @@ def test_versions_path_passes_through(client: httpx.Client) -> None:
     [
         ("/v2/models/down/infer", v2_body(ROWS)),
         ("/v1/models/down-v1:predict", {"instances": ROWS}),
+        ("/v2/models/down-grpc/infer", v2_body(ROWS)),
     ],
 )
 def test_backend_down_is_503(client: httpx.Client, path: str, body: object) -> None:
+    """The message names the backend (its URL), whether the request failed to connect or the
+    health check had already taken the backend out."""
     started = time.monotonic()
     r = client.post(path, json=body)
     assert r.status_code == 503, r.text
-    assert error_of(r)
+    assert "://127.0.0.1:" in error_of(r), error_of(r)
     assert time.monotonic() - started < 5.0
 
 

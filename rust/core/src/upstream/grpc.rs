@@ -46,10 +46,30 @@ fn copy_headers(headers: &HeaderMap, metadata: &mut MetadataMap) {
 pub fn status_error(url: &str, status: &tonic::Status) -> Error {
     let kind = ErrorKind::from_grpc_code(status.code());
     let message = status.message();
+    // A status the transport made (it carries the I/O error behind it), not one the backend
+    // sent: say which backend, and why (tonic's own text is just "tcp connect error").
+    let transport = std::error::Error::source(status).is_some();
     match status.code() {
-        tonic::Code::Unavailable if message.contains("transport") || message.is_empty() => {
-            Error::upstream(kind, format!("backend {url} is unreachable: {message}"))
+        tonic::Code::Unavailable
+            if transport || message.contains("transport") || message.is_empty() =>
+        {
+            let cause = root_cause(status)
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default();
+            Error::upstream(
+                kind,
+                format!("backend {url} is unreachable: {message}{cause}"),
+            )
         }
         _ => Error::upstream(kind, message.to_owned()),
     }
+}
+
+/// The innermost error behind `error`, if any (an OS error such as "Connection refused").
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cause = error.source()?;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    Some(cause.to_string())
 }
