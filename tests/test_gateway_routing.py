@@ -886,6 +886,21 @@ def test_tracing_auth_and_configured_headers_reach_the_backend(
         assert name not in seen, (name, seen)
 
 
+def test_an_aliased_model_keeps_its_route_name_in_metadata(gateway: Server) -> None:
+    """Route ``repo`` serves KServe's ``picky``: its metadata (from KServe) names ``repo``, the
+    model the client asked for, over REST and gRPC."""
+    r = httpx.get(f"{gateway.http_url}/v2/models/repo", timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    assert r.json()["name"] == "repo"
+    assert r.json()["inputs"], r.json()  # KServe's own description of the model
+    client = grpcclient.InferenceServerClient(gateway.grpc_target)
+    try:
+        metadata = client.get_model_metadata("repo", as_json=True, client_timeout=TIMEOUT)
+    finally:
+        client.close()
+    assert metadata["name"] == "repo"
+
+
 def test_a_passthrough_answer_keeps_the_backend_headers(gateway: Server) -> None:
     """The backend's own headers reach the client, as through any reverse proxy; hop-by-hop
     ones, framing, ``Server`` and ``Date`` are the gateway's. A busy 503 keeps ``Retry-After``."""

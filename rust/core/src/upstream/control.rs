@@ -73,8 +73,15 @@ impl Call<'_> {
         }
     }
 
-    /// The model's metadata: from the configuration, else from the backend (cached).
+    /// The model's metadata: from the configuration, else from the backend (cached), under the
+    /// name the client asked for (a route's `model` alias stays the gateway's business).
     pub async fn model_metadata(&self) -> Result<ModelMetadataResponse> {
+        let mut metadata = self.metadata_of_route().await?;
+        self.model.clone_into(&mut metadata.name);
+        Ok(metadata)
+    }
+
+    async fn metadata_of_route(&self) -> Result<ModelMetadataResponse> {
         if let Some(configured) = &self.route.metadata {
             return metadata_from_json(configured, self.model);
         }
