@@ -429,10 +429,15 @@ def _as_seconds(value: object, ctx: _Ctx, *, allow_zero: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ctx.error(f"must be a number of seconds, got {_describe(value)}")
     seconds = float(value)
-    if not math.isfinite(seconds) or seconds < 0 or seconds > _MAX_SECONDS:
-        raise ctx.error(f"must be between 0 and {_MAX_SECONDS:g} seconds, got {value}")
-    if seconds == 0 and not allow_zero:
-        raise ctx.error("must be > 0")
+    # One message for every way out of the range, so that fixing one never meets another.
+    lowest = "0" if allow_zero else "0.001 (1 ms)"
+    if (
+        not math.isfinite(seconds)
+        or seconds < 0
+        or seconds > _MAX_SECONDS
+        or (seconds == 0 and not allow_zero)
+    ):
+        raise ctx.error(f"must be between {lowest} and {_MAX_SECONDS:g} seconds, got {value}")
     if 0 < seconds < 0.001:
         raise ctx.error(
             f"must be at least 0.001 (1 ms){' or 0' if allow_zero else ''}, got {value}"
