@@ -232,6 +232,7 @@ def gateway(
         "models": [
             {"name": "sum", "backend": {"url": kserve_backend.http_url}},
             {"name": "repo", "backend": {"url": kserve_b.http_url, "model": "picky"}},
+            {"name": "total", "backend": {"url": kserve_backend.http_url, "model": "sum"}},
             {
                 "name": "repo-hang",
                 "backend": {"url": recorder.url, "model": "hang"},
@@ -462,14 +463,19 @@ def test_all_replicas_down_is_503_and_unavailable(tmp_path: Path) -> None:
         assert after.status_code == 503, after.text
 
 
+def checked_at_start(url: str) -> dict[str, Any]:
+    """A config with one route, ``m``, to ``url``, whose backend is checked at start and then
+    only every 30 s: readiness shows the first check's verdict."""
+    return {"health_check_interval_s": 30, "models": [{"name": "m", "backend": {"url": url}}]}
+
+
 def test_a_backend_is_not_ready_before_its_first_health_check_passes(tmp_path: Path) -> None:
     """A sidecar started before its model server is not ready at once (the first check runs at
     start, not one interval later), and is once the backend answers the check."""
-    config = {
-        "health_check_interval_s": 30,
-        "models": [{"name": "m", "backend": {"url": dead_url()}}],
-    }
-    with start_gateway(config, log_dir=tmp_path) as gw, httpx.Client(timeout=TIMEOUT) as http:
+    with (
+        start_gateway(checked_at_start(dead_url()), log_dir=tmp_path) as gw,
+        httpx.Client(timeout=TIMEOUT) as http,
+    ):
         assert http.get(f"{gw.http_url}/v2/health/ready").status_code == 503
         client = grpcclient.InferenceServerClient(gw.grpc_target)
         try:
@@ -477,10 +483,7 @@ def test_a_backend_is_not_ready_before_its_first_health_check_passes(tmp_path: P
         finally:
             client.close()
     with running_recorder() as backend:
-        config = {
-            "health_check_interval_s": 30,
-            "models": [{"name": "m", "backend": {"url": backend.url}}],
-        }
+        config = checked_at_start(backend.url)
         with start_gateway(config, log_dir=tmp_path) as gw, httpx.Client(timeout=TIMEOUT) as http:
             ready = f"{gw.http_url}/v2/health/ready"
             wait_until(lambda: http.get(ready).status_code == 200, 3.0, "ready after one check")
@@ -490,10 +493,7 @@ def test_a_reload_keeps_the_readiness_its_health_checks_found(tmp_path: Path) ->
     """After SIGHUP the new routes start from the old checks' verdicts: a slow check of the
     reloaded backend does not turn the gateway unready meanwhile."""
     with running_recorder() as backend:
-        config = {
-            "health_check_interval_s": 30,
-            "models": [{"name": "m", "backend": {"url": backend.url}}],
-        }
+        config = checked_at_start(backend.url)
         with start_gateway(config, log_dir=tmp_path) as gw, httpx.Client(timeout=TIMEOUT) as http:
             ready = f"{gw.http_url}/v2/health/ready"
             wait_until(lambda: http.get(ready).status_code == 200, 3.0, "ready after one check")
@@ -887,18 +887,18 @@ def test_tracing_auth_and_configured_headers_reach_the_backend(
 
 
 def test_an_aliased_model_keeps_its_route_name_in_metadata(gateway: Server) -> None:
-    """Route ``repo`` serves KServe's ``picky``: its metadata (from KServe) names ``repo``, the
+    """Route ``total`` serves KServe's ``sum``: its metadata (from KServe) names ``total``, the
     model the client asked for, over REST and gRPC."""
-    r = httpx.get(f"{gateway.http_url}/v2/models/repo", timeout=TIMEOUT)
+    r = httpx.get(f"{gateway.http_url}/v2/models/total", timeout=TIMEOUT)
     assert r.status_code == 200, r.text
-    assert r.json()["name"] == "repo"
+    assert r.json()["name"] == "total"
     assert r.json()["inputs"], r.json()  # KServe's own description of the model
     client = grpcclient.InferenceServerClient(gateway.grpc_target)
     try:
-        metadata = client.get_model_metadata("repo", as_json=True, client_timeout=TIMEOUT)
+        metadata = client.get_model_metadata("total", as_json=True, client_timeout=TIMEOUT)
     finally:
         client.close()
-    assert metadata["name"] == "repo"
+    assert metadata["name"] == "total"
 
 
 def test_a_passthrough_answer_keeps_the_backend_headers(gateway: Server) -> None:
