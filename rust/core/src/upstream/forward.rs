@@ -121,12 +121,17 @@ impl RestReply {
 /// names), the framing the gateway sets itself (`Content-Length`, and the content type and
 /// binary header length it carries separately), and `Server`/`Date`, which are the gateway's.
 fn passed_on(mut headers: HeaderMap) -> HeaderMap {
+    // Most backends say only `keep-alive` or `close` there: nothing more to look up then.
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|name| {
+            !name.eq_ignore_ascii_case("keep-alive") && !name.eq_ignore_ascii_case("close")
+        })
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);
