@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use prost::Message;
 
+use super::BINARY_DATA_SIZE;
 use crate::copy;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
@@ -132,7 +133,19 @@ pub fn request_to_proto(
 
 /// Builds the message for a response; tensor data is shared with `response`, not copied.
 pub fn response_to_proto(response: &InferResponse) -> proto::ModelInferResponse {
-    let (outputs, raw_output_contents) = tensors_to_proto(&response.outputs);
+    let (mut outputs, raw_output_contents) =
+        tensors_to_proto::<InferOutputTensor>(&response.outputs);
+    // As KServe's gRPC server does: each raw output says its size, as a binary REST output does.
+    for (output, raw) in outputs.iter_mut().zip(&raw_output_contents) {
+        let size = i64::try_from(raw.len()).unwrap_or(i64::MAX);
+        let choice = ParameterChoice::Int64Param(size);
+        let parameter = InferParameter {
+            parameter_choice: Some(choice),
+        };
+        output
+            .parameters
+            .insert(BINARY_DATA_SIZE.to_owned(), parameter);
+    }
     proto::ModelInferResponse {
         model_name: response.model_name.clone(),
         model_version: response.model_version.clone().unwrap_or_default(),
@@ -274,7 +287,10 @@ fn tensor_from_proto(
         ),
     }
     .map_err(context)?;
-    let parameters = parameters_from_proto(parameters).map_err(context)?;
+    let mut parameters = parameters_from_proto(parameters).map_err(context)?;
+    // The size of the raw contents (KServe sets it) describes this message's wire form only:
+    // every encoder sets its own.
+    parameters.shift_remove(BINARY_DATA_SIZE);
     Ok(Tensor::from_validated(
         name, datatype, shape, data, parameters,
     ))
@@ -995,6 +1011,9 @@ mod tests {
         let proto = response_to_proto(&original);
         assert_eq!(proto.raw_output_contents.len(), 1);
         assert!(proto.outputs[0].contents.is_none());
+        // Each raw output gives its size, as KServe's server does; decoding drops it again.
+        let size = &proto.outputs[0].parameters["binary_data_size"];
+        assert_eq!(size.parameter_choice, Some(ParameterChoice::Int64Param(8)));
         let message = encode_response(&original);
         let decoded = decode_response(Bytes::from(message), &Limits::DEFAULT).unwrap();
         assert_eq!(decoded, original);

@@ -16,3 +16,7 @@ pub mod v1;
 pub mod v2;
 
 pub use v2::Encoded;
+
+/// The tensor parameter that gives the size of a tensor's bytes sent apart from the JSON (the
+/// binary extension) or the message (gRPC raw contents).
+pub(crate) const BINARY_DATA_SIZE: &str = "binary_data_size";

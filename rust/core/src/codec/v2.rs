@@ -7,9 +7,9 @@
 use bytes::Bytes;
 use jiter::{Jiter, Peek};
 
-use super::json_data;
 use super::json_read::{self, Reader, optional, syntax};
 use super::json_write;
+use super::{BINARY_DATA_SIZE, json_data};
 use crate::copy;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
@@ -17,8 +17,6 @@ use crate::tensor::{
     BinaryOutputs, DataType, InferRequest, InferResponse, Parameter, Parameters, RequestedOutput,
     Tensor, check_data, element_count,
 };
-
-const BINARY_DATA_SIZE: &str = "binary_data_size";
 
 /// An encoded V2 body: the JSON header, and the binary section when any tensor is binary.
 #[derive(Debug, Clone, PartialEq, Eq)]
