@@ -457,10 +457,12 @@ mod tests {
                 "{text}"
             );
         }
-        // Exponents, a point past the first 16 bytes, 32 bytes or more, stray bytes, and text
-        // too near the end.
+        // Exponents, a point past the first 16 bytes, 32 bytes or more, stray bytes, fewer than
+        // 13 significant digits in the first 16 bytes (too few to round from), and text too
+        // near the end.
         for text in [
             "1.1176220178604126e-05",
+            "-0.000123456789012345",
             "1234567890123456.5",
             "0.1234567890123456789012345678901",
             "1.11762201786041x6",
