@@ -311,7 +311,7 @@ def test_a_sidecar_for_both_protocols_passes_each_client_through(
 ) -> None:
     """``--protocol both`` in front of KServe's ModelServer: a V1 client reaches a V1-only model
     as V1 (a ``v2`` route translates it, and that model refuses V2), a V2 client stays V2, and
-    gRPC goes as V2."""
+    gRPC goes as V2, a model version it names dropped as KServe's own gRPC server ignores it."""
     args = ["--backend", kserve_backend.http_url, "--protocol", "both"]
     with (
         start_gateway(None, args=args, log_dir=tmp_path) as gw,
@@ -331,6 +331,11 @@ def test_a_sidecar_for_both_protocols_passes_each_client_through(
             result = client.infer("sum", [grpc_input(np.array(ROWS, np.float32))])
             assert result.as_numpy("sum").tolist() == ROW_SUMS
             assert client.is_model_ready("sum")
+            # A pinned version, which KServe's gRPC ignores (its REST answers 501 for one).
+            pinned = client.infer("sum", [grpc_input(np.array(ROWS, np.float32))], "1")
+            assert pinned.as_numpy("sum").tolist() == ROW_SUMS
+            assert client.is_model_ready("sum", "1")
+            assert client.get_model_metadata("sum", "1", as_json=True)["name"] == "sum"
         finally:
             client.close()
         ready = f"{gw.http_url}/v2/health/ready"

@@ -182,6 +182,19 @@ impl Route {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// The model version a gRPC request names, as the backend is to see it: none for a `both`
+    /// backend (KServe's ModelServer), whose gRPC server ignores versions while its REST side
+    /// refuses them (501), so that a gRPC client gets what KServe's own gRPC would give it.
+    pub fn grpc_version<'v>(&self, version: Option<&'v str>) -> Option<&'v str> {
+        match &self.backend {
+            Backend::Http {
+                protocol: HttpProtocol::Both,
+                ..
+            } => None,
+            _ => version,
+        }
+    }
+
     fn adopt(&self, verdicts: &HashMap<String, Verdict>) {
         match &self.backend {
             Backend::Http { replicas, .. } => replicas.adopt(verdicts),

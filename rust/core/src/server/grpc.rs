@@ -119,9 +119,12 @@ impl Front {
         }
         let _admission = route.admit().map_err(|e| status(&e))?;
         let model_version = message.model_version.clone();
-        let call = self
-            .shared
-            .call(route, &model, version(&model_version), headers);
+        let call = self.shared.call(
+            route,
+            &model,
+            route.grpc_version(version(&model_version)),
+            headers,
+        );
         let result = call.grpc(message).await.map_err(|e| status(&e));
         *upstream = call.upstream_time();
         result
@@ -294,7 +297,9 @@ impl Front {
         let result = async {
             let routes = self.shared.routes.load();
             let route = find(&routes, model)?;
-            let call = self.shared.call(route, model, version, headers);
+            let call = self
+                .shared
+                .call(route, model, route.grpc_version(version), headers);
             work(&call).await.map_err(|e| status(&e))
         }
         .await;
