@@ -312,6 +312,21 @@ def test_backend_down_over_grpc_is_unavailable(gateway: Server) -> None:
     assert error.message()
 
 
+def test_a_triton_only_grpc_method_is_unimplemented_with_a_reason(gateway: Server) -> None:
+    """tritonclient's ModelConfig and ModelStatistics are Triton's, not KServe's OIP service."""
+    client = grpcclient.InferenceServerClient(gateway.grpc_target)
+    try:
+        for call in (client.get_model_config, client.get_inference_statistics):
+            with pytest.raises(InferenceServerException) as caught:
+                call("sum", client_timeout=TIMEOUT)
+            assert grpc_status(caught.value) == "UNIMPLEMENTED"
+            assert "is not served" in caught.value.message()
+            assert "ModelInfer" in caught.value.message()
+        assert client.is_server_live()  # the connection and the service are fine
+    finally:
+        client.close()
+
+
 def test_backend_timeout_is_504_within_a_second(client: httpx.Client) -> None:
     started = time.monotonic()
     r = client.post("/v2/models/slow/infer", json=v2_body(ROWS, parameters={"sleep": 3}))

@@ -47,11 +47,34 @@ pub fn is_grpc<B>(request: &Request<B>) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
+/// The methods of KServe's `inference.GRPCInferenceService`, which this service implements.
+const METHODS: [&str; 8] = [
+    "ServerLive",
+    "ServerReady",
+    "ModelReady",
+    "ServerMetadata",
+    "ModelMetadata",
+    "ModelInfer",
+    "RepositoryModelLoad",
+    "RepositoryModelUnload",
+];
+
 /// Serves one gRPC request (the generated service is always ready, so no `poll_ready`).
 pub async fn call(
     service: &Service,
     request: Request<Incoming>,
 ) -> Result<Response<tonic::body::Body>, Infallible> {
+    let path = request.uri().path();
+    let method = path.strip_prefix("/inference.GRPCInferenceService/");
+    if !method.is_some_and(|method| METHODS.contains(&method)) {
+        // The generated service answers UNIMPLEMENTED with no message; a Triton client asking
+        // for ModelConfig or ModelStatistics is better told why.
+        let message = format!(
+            "{path} is not served: tensorgate implements KServe's inference.GRPCInferenceService ({})",
+            METHODS.join(", ")
+        );
+        return Ok(Status::unimplemented(message).into_http());
+    }
     tonic::codegen::Service::call(&mut service.clone(), request).await
 }
 
