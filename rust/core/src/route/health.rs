@@ -79,13 +79,14 @@ async fn probe_http(
         RestProtocol::V2 => "/v2/health/ready",
         RestProtocol::V1 => "/",
     };
+    let (headers, body) = (HeaderMap::new(), http::Chunks::default());
     let probe = http::send(
         client,
         Method::GET,
         replica,
         path,
-        HeaderMap::new(),
-        http::Chunks::default(),
+        &headers,
+        &body,
         PROBE_MAX_BODY,
     );
     matches!(tokio::time::timeout(timeout, probe).await, Ok(Ok(reply)) if reply.is_success())

@@ -1,7 +1,7 @@
 //! One access-log line per request, as text or JSON, on stdout.
 
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::codec::json_write;
 use crate::config::AccessLog;
@@ -15,26 +15,24 @@ pub struct AccessLine<'a> {
     pub model: &'a str,
     pub protocol: &'a str,
     pub status: u16,
-    pub latency: Duration,
+    /// When the request arrived: the latency is read only when a line is written.
+    pub started: Instant,
 }
 
 impl AccessLine<'_> {
     pub fn write(&self, format: AccessLog) {
-        let line = match format {
+        let render = match format {
             AccessLog::Off => return,
-            AccessLog::Text => self.text(),
-            AccessLog::Json => self.json(),
+            AccessLog::Text => Self::text,
+            AccessLog::Json => Self::json,
         };
+        let line = render(self, self.started.elapsed());
         let mut out = std::io::stdout().lock();
         // A closed stdout must not fail requests.
         let _ = out.write_all(&line);
     }
 
-    fn latency_ms(&self) -> f64 {
-        self.latency.as_secs_f64() * 1000.0
-    }
-
-    fn text(&self) -> Vec<u8> {
+    fn text(&self, latency: Duration) -> Vec<u8> {
         format!(
             "{} {} {} model={} protocol={} status={} latency_ms={:.3}\n",
             self.request_id,
@@ -43,12 +41,12 @@ impl AccessLine<'_> {
             self.model,
             self.protocol,
             self.status,
-            self.latency_ms()
+            latency_ms(latency)
         )
         .into_bytes()
     }
 
-    fn json(&self) -> Vec<u8> {
+    fn json(&self, latency: Duration) -> Vec<u8> {
         let mut out = Vec::with_capacity(192);
         let fields = [
             ("request_id", self.request_id),
@@ -66,12 +64,16 @@ impl AccessLine<'_> {
             format!(
                 ",\"status\":{},\"latency_ms\":{:.3}}}\n",
                 self.status,
-                self.latency_ms()
+                latency_ms(latency)
             )
             .as_bytes(),
         );
         out
     }
+}
+
+fn latency_ms(latency: Duration) -> f64 {
+    latency.as_secs_f64() * 1000.0
 }
 
 #[cfg(test)]
@@ -86,18 +88,20 @@ mod tests {
             model: "m\"x",
             protocol: "v2",
             status: 200,
-            latency: Duration::from_micros(1500),
+            started: Instant::now(),
         }
     }
 
+    const LATENCY: Duration = Duration::from_micros(1500);
+
     #[test]
     fn text_and_json_lines() -> Result<(), serde_json::Error> {
-        let text = String::from_utf8_lossy(&line().text()).into_owned();
+        let text = String::from_utf8_lossy(&line().text(LATENCY)).into_owned();
         assert_eq!(
             text,
             "r1 POST /v2/models/m/infer model=m\"x protocol=v2 status=200 latency_ms=1.500\n"
         );
-        let json: serde_json::Value = serde_json::from_slice(&line().json())?;
+        let json: serde_json::Value = serde_json::from_slice(&line().json(LATENCY))?;
         assert_eq!(json["model"], "m\"x");
         assert_eq!(json["status"], 200);
         assert_eq!(json["latency_ms"], 1.5);

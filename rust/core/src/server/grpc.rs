@@ -349,7 +349,7 @@ impl Front {
             model,
             protocol: Protocol::Grpc.as_str(),
             status: code as u16,
-            latency: started.elapsed(),
+            started,
         };
         line.write(self.shared.settings.load().access_log);
     }

@@ -95,7 +95,7 @@ pub async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Chu
             model: exchange.model.unwrap_or("-"),
             protocol: exchange.protocol.map_or("-", Protocol::as_str),
             status,
-            latency: started.elapsed(),
+            started,
         };
         line.write(shared.settings.load().access_log);
     }

@@ -145,14 +145,15 @@ impl Call<'_> {
             ))),
             Backend::Http { replicas, .. } => {
                 let path = format!("/v2/repository/models/{model}/{action}");
+                let empty = rest::Chunks::default();
                 for replica in replicas.all() {
                     let send = rest::send(
                         self.http,
                         Method::POST,
                         replica,
                         &path,
-                        self.headers.clone(),
-                        rest::Chunks::default(),
+                        &self.headers,
+                        &empty,
                         self.route.limits.max_body_bytes,
                     );
                     let reply = self.bounded(send).await?;
@@ -238,13 +239,14 @@ impl Call<'_> {
             ));
         };
         let lease = replicas.pick().map_err(|_| not_ready(self.model))?;
+        let empty = rest::Chunks::default();
         let probe = rest::send(
             self.http,
             Method::GET,
             lease.replica,
             path,
-            self.headers.clone(),
-            rest::Chunks::default(),
+            &self.headers,
+            &empty,
             self.route.limits.max_body_bytes,
         );
         self.bounded(probe).await

@@ -25,7 +25,8 @@ use crate::proto;
 use crate::route::{Backend, Route};
 use crate::tensor::{DataType, InferRequest, InferResponse, Tensor};
 
-pub const HEADER_LENGTH: &str = "inference-header-content-length";
+/// The binary extension's header: a name known at compile time, so lookups do not parse it.
+pub const HEADER_LENGTH: HeaderName = HeaderName::from_static("inference-header-content-length");
 pub const JSON: &str = "application/json";
 pub const OCTET_STREAM: &str = "application/octet-stream";
 
@@ -133,28 +134,39 @@ fn passed_on(mut headers: HeaderMap) -> HeaderMap {
         })
         .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
-    for name in named {
-        headers.remove(name);
+    // One pass over the few headers a backend sends, instead of a hashed removal per name;
+    // the map stays unallocated when nothing is passed on (the usual case).
+    let mut kept = HeaderMap::new();
+    let mut current: Option<HeaderName> = None;
+    for (name, value) in headers.drain() {
+        if let Some(name) = name {
+            current = Some(name);
+        }
+        if let Some(name) = current.as_ref()
+            && !NOT_PASSED_ON.contains(name)
+            && !named.contains(name)
+        {
+            kept.append(name.clone(), value);
+        }
     }
-    for name in [
-        CONNECTION,
-        PROXY_AUTHENTICATE,
-        TE,
-        TRAILER,
-        TRANSFER_ENCODING,
-        UPGRADE,
-        CONTENT_LENGTH,
-        CONTENT_TYPE,
-        SERVER,
-        DATE,
-    ] {
-        headers.remove(name);
-    }
-    for name in ["keep-alive", "proxy-connection", HEADER_LENGTH] {
-        headers.remove(name);
-    }
-    headers
+    kept
 }
+
+const NOT_PASSED_ON: [HeaderName; 13] = [
+    CONNECTION,
+    PROXY_AUTHENTICATE,
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    CONTENT_LENGTH,
+    CONTENT_TYPE,
+    SERVER,
+    DATE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    HEADER_LENGTH,
+];
 
 impl Call<'_> {
     /// Time spent waiting on the backend so far; `None` when it was never reached.
@@ -457,8 +469,8 @@ impl Call<'_> {
                 Method::POST,
                 lease.replica,
                 path,
-                headers.clone(),
-                body.clone(),
+                &headers,
+                &body,
                 max_body,
             )
             .await;

@@ -31,6 +31,8 @@ pub fn client() -> Client {
 #[derive(Debug)]
 pub struct Endpoint {
     authority: Authority,
+    /// The `Host` header of every request, made once.
+    host: http::HeaderValue,
     connect_timeout: Duration,
     idle_timeout: Duration,
     /// Last in, first out: the most recently used connection goes next, and the bottom of the
@@ -119,7 +121,7 @@ impl Reply {
         self.status.is_success()
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
@@ -165,6 +167,7 @@ pub fn endpoint(url: &str, connect_timeout: Duration, idle_timeout: Duration) ->
             ))
         })?;
     Ok(Endpoint {
+        host: host_header(&authority),
         authority,
         connect_timeout,
         idle_timeout,
@@ -173,13 +176,15 @@ pub fn endpoint(url: &str, connect_timeout: Duration, idle_timeout: Duration) ->
 }
 
 /// Sends one request to `path` on `replica` and reads the whole answer (bounded by `max_body`).
+/// Headers and body are borrowed: each attempt (a resend on a fresh connection included) takes
+/// its own copy.
 pub async fn send(
     _client: &Client,
     method: Method,
     replica: &Replica,
     path: &str,
-    headers: HeaderMap,
-    body: Chunks,
+    headers: &HeaderMap,
+    body: &Chunks,
     max_body: usize,
 ) -> Result<Reply> {
     let base = replica.url.as_str();
@@ -200,7 +205,7 @@ pub async fn send(
         *request.headers_mut() = headers.clone();
         request
             .headers_mut()
-            .insert(http::header::HOST, host_header(&endpoint.authority));
+            .insert(http::header::HOST, endpoint.host.clone());
         // `unsent`: the request never reached the connection (it closed while idle, or before
         // the request was started), so the backend cannot have seen it.
         let sent = match sender.ready().await {
