@@ -147,15 +147,17 @@ impl Call<'_> {
                 let path = format!("/v2/repository/models/{model}/{action}");
                 let empty = rest::Chunks::default();
                 for replica in replicas.all() {
-                    let send = rest::send(
-                        self.http,
-                        Method::POST,
-                        replica,
-                        &path,
-                        &self.headers,
-                        &empty,
-                        self.route.limits.max_body_bytes,
-                    );
+                    let send = || {
+                        rest::send(
+                            self.http,
+                            Method::POST,
+                            replica,
+                            &path,
+                            &self.headers,
+                            &empty,
+                            self.route.limits.max_body_bytes,
+                        )
+                    };
                     let reply = self.bounded(send).await?;
                     if !reply.is_success() {
                         return Err(reply.to_error());
@@ -240,15 +242,17 @@ impl Call<'_> {
         };
         let lease = replicas.pick().map_err(|_| not_ready(self.model))?;
         let empty = rest::Chunks::default();
-        let probe = rest::send(
-            self.http,
-            Method::GET,
-            lease.replica,
-            path,
-            &self.headers,
-            &empty,
-            self.route.limits.max_body_bytes,
-        );
+        let probe = || {
+            rest::send(
+                self.http,
+                Method::GET,
+                lease.replica,
+                path,
+                &self.headers,
+                &empty,
+                self.route.limits.max_body_bytes,
+            )
+        };
         self.bounded(probe).await
     }
 }

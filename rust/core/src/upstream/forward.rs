@@ -177,9 +177,14 @@ impl Call<'_> {
         }
     }
 
-    async fn timed<T>(&self, work: impl Future<Output = T>) -> T {
+    /// Runs the future `work` makes, adding the time it took to the upstream time.
+    ///
+    /// `work` (here and in [`Self::bounded`]) makes its future rather than being one: an async
+    /// fn keeps a future argument beside the future it awaits, so each such wrapper would double
+    /// the size of every request's future, and the bytes copied with it.
+    async fn timed<T, Fut: Future<Output = T>>(&self, work: impl FnOnce() -> Fut) -> T {
         let started = Instant::now();
-        let output = work.await;
+        let output = work().await;
         let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.upstream_nanos
             .fetch_add(nanos.max(1), Ordering::Relaxed);
@@ -214,6 +219,19 @@ impl Call<'_> {
             let reply = self.http_call(&path, headers, body).await?;
             return Ok(RestReply::passthrough(reply));
         }
+        // Boxed: the decoding path's state (codecs, batching, any backend protocol) is several
+        // times the passthrough's, and every request's future would otherwise be that large
+        // and be copied as such.
+        Box::pin(self.decoded(front, body, header_length)).await
+    }
+
+    /// A REST inference call whose body is decoded into tensors and the answer encoded back.
+    async fn decoded(
+        &self,
+        front: RestFront,
+        body: rest::Chunks,
+        header_length: Option<usize>,
+    ) -> Result<RestReply> {
         let body = body.to_bytes();
         let limits = &self.route.limits;
         match front {
@@ -386,7 +404,8 @@ impl Call<'_> {
             Backend::Local(local) => {
                 // The client gets its 504 at the deadline; a Python call already running cannot
                 // be interrupted and finishes on its worker, its answer dropped.
-                let response = self.timed(self.bounded(local.infer(request))).await?;
+                let infer = || local.infer(request);
+                let response = self.timed(|| self.bounded(infer)).await?;
                 select_outputs(response, &requested, self.model)?
             }
             Backend::Http { protocol, .. } if protocol.own() == RestProtocol::V1 => {
@@ -500,24 +519,28 @@ impl Call<'_> {
         Fut: Future<Output = Attempt<T>>,
     {
         let route = self.route;
-        let attempts = async {
+        let attempts = || async {
             let mut tries = 0;
             loop {
                 match attempt().await {
                     Attempt::Retry(_) if tries < route.retries => {
-                        tokio::time::sleep(backoff(route.retry_backoff, tries)).await;
+                        // Boxed: a timer is large, and only a retry needs this one.
+                        Box::pin(tokio::time::sleep(backoff(route.retry_backoff, tries))).await;
                         tries += 1;
                     }
                     Attempt::Retry(result) | Attempt::Done(result) => return result,
                 }
             }
         };
-        self.timed(self.bounded(attempts)).await
+        self.timed(|| self.bounded(attempts)).await
     }
 
-    /// `work` within the route's timeout (a 504 when it runs out).
-    pub(super) async fn bounded<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
-        tokio::time::timeout(self.route.timeout, work)
+    /// The future `work` makes, within the route's timeout (a 504 when it runs out).
+    pub(super) async fn bounded<T, Fut: Future<Output = Result<T>>>(
+        &self,
+        work: impl FnOnce() -> Fut,
+    ) -> Result<T> {
+        tokio::time::timeout(self.route.timeout, work())
             .await
             .unwrap_or_else(|_| {
                 Err(Error::upstream(
