@@ -84,6 +84,19 @@ fn scan<E: Element>(text: &[u8], count: usize, limits: &Limits) -> Result<(Vec<u
             }
             seen += 1;
             pos += E::parse(&text[pos..], &mut out, limits)?;
+            // Elements separated by a bare comma, as encoders write them, go round this loop
+            // alone; whitespace, nesting and the end of an array take the general path below.
+            while depth > 0 && seen < count && text.get(pos) == Some(&b',') {
+                let next = pos + 1;
+                if matches!(
+                    text.get(next),
+                    Some(b'[' | b' ' | b'\t' | b'\n' | b'\r') | None
+                ) {
+                    break;
+                }
+                seen += 1;
+                pos = next + E::parse(&text[next..], &mut out, limits)?;
+            }
             pos = skip_whitespace(text, pos);
             if depth == 0 {
                 return finish(out, seen, count, pos);
@@ -400,6 +413,34 @@ mod tests {
         let bits = |values: &[f32]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&values), bits(&expected));
         assert_eq!(&text[used..], ",");
+    }
+
+    /// Elements separated by a bare comma take a lane of their own; whatever follows a comma
+    /// there (whitespace, a nested array, the end of the text, one element too many) must be
+    /// read as the general path reads it.
+    #[test]
+    fn bare_comma_lane_hands_everything_else_to_the_general_path() {
+        let ok = |text: &str, count: usize| fp32(text, count).unwrap().0;
+        assert_eq!(ok("[1.5,2.5,-3.5]", 3), [1.5, 2.5, -3.5]);
+        assert_eq!(ok("[1.5, 2.5,\n3.5 ,4.5]", 4), [1.5, 2.5, 3.5, 4.5]);
+        assert_eq!(ok("[[1.5,2.5],[3.5,4.5]]", 4), [1.5, 2.5, 3.5, 4.5]);
+        assert_eq!(ok("[1.5,[2.5,3.5]]", 3), [1.5, 2.5, 3.5]);
+        for (text, count, message) in [
+            ("[1.5,2.5,3.5,4.5]", 3, "needs 3 elements, got more"),
+            ("[1.5,2.5]", 3, "needs 3 elements, got 2"),
+            (
+                "[1.5,2.5,",
+                3,
+                "invalid JSON: data ends where a number for FP32 was expected",
+            ),
+            (
+                "[1.5,2.5,]",
+                3,
+                "invalid JSON: expected a number for FP32 in data, found ']'",
+            ),
+        ] {
+            assert_eq!(fp32(text, count).unwrap_err(), message, "{text}");
+        }
     }
 
     #[test]
