@@ -275,7 +275,10 @@ fn each<const N: usize>(
             end += len + 1;
         }
     }
-    out.truncate(end - usize::from(!chunks.is_empty()));
+    if !chunks.is_empty() {
+        end -= 1; // the last element's comma
+    }
+    out.truncate(end);
 }
 
 fn put_int(dst: &mut [u8], value: impl itoa::Integer) -> usize {

@@ -121,7 +121,7 @@ impl RestReply {
 /// does the same): all but the hop-by-hop ones (RFC 9110 §7.6.1, and any that `Connection`
 /// names), the framing the gateway sets itself (`Content-Length`, and the content type and
 /// binary header length it carries separately), and `Server`/`Date`, which are the gateway's.
-fn passed_on(mut headers: HeaderMap) -> HeaderMap {
+fn passed_on(headers: HeaderMap) -> HeaderMap {
     // Most backends say only `keep-alive` or `close` there: nothing more to look up then.
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
@@ -137,22 +137,21 @@ fn passed_on(mut headers: HeaderMap) -> HeaderMap {
     // One pass over the few headers a backend sends, instead of a hashed removal per name;
     // the map stays unallocated when nothing is passed on (the usual case).
     let mut kept = HeaderMap::new();
-    let mut current: Option<HeaderName> = None;
-    for (name, value) in headers.drain() {
+    // The name of the values being read, if they are passed on: a header's second and later
+    // values come without one.
+    let mut passing: Option<HeaderName> = None;
+    for (name, value) in headers {
         if let Some(name) = name {
-            current = Some(name);
+            passing = (!NOT_PASSED_ON.contains(&name) && !named.contains(&name)).then_some(name);
         }
-        if let Some(name) = current.as_ref()
-            && !NOT_PASSED_ON.contains(name)
-            && !named.contains(name)
-        {
+        if let Some(name) = &passing {
             kept.append(name.clone(), value);
         }
     }
     kept
 }
 
-const NOT_PASSED_ON: [HeaderName; 13] = [
+static NOT_PASSED_ON: [HeaderName; 13] = [
     CONNECTION,
     PROXY_AUTHENTICATE,
     TE,
@@ -657,5 +656,62 @@ pub fn v2_path(model: &str, version: Option<&str>, suffix: &str) -> String {
     match version {
         Some(version) => format!("/v2/models/{model}/versions/{version}{suffix}"),
         None => format!("/v2/models/{model}{suffix}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue};
+
+    use super::passed_on;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for &(name, value) in pairs {
+            map.append(name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    fn pairs(map: &HeaderMap) -> Vec<(String, String)> {
+        map.iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_owned(), value)
+            })
+            .collect()
+    }
+
+    /// Every value of a kept header goes on, in the backend's order; hop-by-hop headers, those
+    /// `Connection` names, framing, `Server` and `Date` stay behind, all their values with them.
+    #[test]
+    fn backend_headers_passed_on() {
+        let backend = headers(&[
+            ("set-cookie", "a=1"),
+            ("connection", "keep-alive, x-hop"),
+            ("x-hop", "1"),
+            ("content-type", "application/json"),
+            ("set-cookie", "b=2"),
+            ("keep-alive", "timeout=5"),
+            ("x-trace", "t"),
+            ("server", "uvicorn"),
+            ("date", "Sun, 06 Dec 2026 21:00:00 GMT"),
+            ("content-length", "12"),
+            ("inference-header-content-length", "8"),
+            ("transfer-encoding", "chunked"),
+            ("retry-after", "3"),
+        ]);
+        let expected = [
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+            ("x-trace", "t"),
+            ("retry-after", "3"),
+        ];
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|&(n, v)| (n.to_owned(), v.to_owned()))
+            .collect();
+        assert_eq!(pairs(&passed_on(backend)), expected);
+        assert!(passed_on(headers(&[("server", "nginx"), ("connection", "close")])).is_empty());
     }
 }
