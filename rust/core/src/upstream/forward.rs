@@ -30,6 +30,15 @@ pub const HEADER_LENGTH: HeaderName = HeaderName::from_static("inference-header-
 pub const JSON: &str = "application/json";
 pub const OCTET_STREAM: &str = "application/octet-stream";
 
+/// The content type of a V2 body: the binary extension's when it has a JSON header length.
+fn v2_content_type(header_length: Option<usize>) -> HeaderValue {
+    HeaderValue::from_static(if header_length.is_some() {
+        OCTET_STREAM
+    } else {
+        JSON
+    })
+}
+
 /// One inference call: the route, the model the client named and what to send along.
 #[derive(Debug)]
 pub struct Call<'a> {
@@ -76,14 +85,9 @@ impl RestReply {
 
     fn v2(encoded: v2::Encoded) -> Self {
         let header_length = encoded.header_length();
-        let content_type = if header_length.is_some() {
-            OCTET_STREAM
-        } else {
-            JSON
-        };
         Self {
             status: StatusCode::OK,
-            content_type: Some(HeaderValue::from_static(content_type)),
+            content_type: Some(v2_content_type(header_length)),
             header_length,
             headers: HeaderMap::new(),
             body: encoded.into(),
@@ -204,17 +208,8 @@ impl Call<'_> {
         content_type: Option<HeaderValue>,
     ) -> Result<RestReply> {
         if let Some(path) = self.passthrough_path(front, header_length) {
-            let default = if header_length.is_some() {
-                OCTET_STREAM
-            } else {
-                JSON
-            };
-            let mut headers = self.headers.clone();
-            let content_type = content_type.unwrap_or(HeaderValue::from_static(default));
-            headers.insert(CONTENT_TYPE, content_type);
-            if let Some(length) = header_length {
-                headers.insert(HEADER_LENGTH, HeaderValue::from(length));
-            }
+            let content_type = content_type.unwrap_or_else(|| v2_content_type(header_length));
+            let headers = self.body_headers(content_type, header_length);
             let reply = self.http_call(&path, headers, body).await?;
             return Ok(RestReply::passthrough(reply));
         }
@@ -419,15 +414,8 @@ impl Call<'_> {
             }
             Backend::Http { binary, .. } => {
                 let encoded = v2::encode_request(&request, binary.unwrap_or(false))?;
-                let mut headers = self.headers.clone();
-                let content_type = match encoded.header_length() {
-                    Some(length) => {
-                        headers.insert(HEADER_LENGTH, HeaderValue::from(length));
-                        OCTET_STREAM
-                    }
-                    None => JSON,
-                };
-                headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+                let header_length = encoded.header_length();
+                let headers = self.body_headers(v2_content_type(header_length), header_length);
                 let path = v2_path(&model, self.version, "/infer");
                 let reply = self
                     .http_call(&path, headers, rest::Chunks::from(encoded))
@@ -453,14 +441,24 @@ impl Call<'_> {
 
     /// POSTs a JSON body and insists on a successful answer.
     async fn http_json(&self, path: &str, body: rest::Chunks) -> Result<rest::Reply> {
-        let mut headers = self.headers.clone();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+        let headers = self.body_headers(HeaderValue::from_static(JSON), None);
         let reply = self.http_call(path, headers, body).await?;
         if reply.is_success() {
             Ok(reply)
         } else {
             Err(reply.to_error())
         }
+    }
+
+    /// The headers of a request with a body: the forwarded ones, its content type, and the
+    /// binary extension's JSON header length when it has one.
+    fn body_headers(&self, content_type: HeaderValue, header_length: Option<usize>) -> HeaderMap {
+        let mut headers = self.headers.clone();
+        headers.insert(CONTENT_TYPE, content_type);
+        if let Some(length) = header_length {
+            headers.insert(HEADER_LENGTH, HeaderValue::from(length));
+        }
+        headers
     }
 
     /// POSTs to a REST replica, with retries, ejection and the route's timeout. Any answer the
